@@ -1,0 +1,83 @@
+// common.cuh — what both write paths share: the argument block, row addressing, the loc load and
+// the device-side out-of-range error word.
+#pragma once
+
+#include <cstdint>
+#include <cuda_runtime.h>
+
+namespace mla_kv {
+
+// Everything a write kernel needs, by value (one kernel parameter, 96 bytes).
+// Sizes and strides are in bytes.
+struct SetKvBufferParams {
+  uint8_t* cache;            // [capacity, cache_row_stride]
+  const void* loc;           // [n] int32 or int64 (the kernel's LocT)
+  const uint8_t* nope;       // [n, nope_row_stride], nope_bytes used per row
+  const uint8_t* rope;       // [n, rope_row_stride], rope_bytes used per row
+  int64_t capacity;          // rows in the cache; loc >= capacity is skipped and reported
+  int64_t cache_row_stride;
+  int64_t nope_row_stride;
+  int64_t rope_row_stride;
+  int64_t nope_bytes;
+  int64_t rope_bytes;
+  int64_t n;
+};
+
+// The out-of-range word of each device: rows skipped because loc >= capacity, and the smallest
+// row index i that did so. One instance per device (a __device__ variable lives per context), read
+// and cleared by mla_kv_check_errors. Kept out of the argument block so that graph-captured
+// launches keep reporting without any host-side bookkeeping. Defined here because the library is
+// one translation unit (capi.cu), built without relocatable device code.
+struct OutOfRangeWord {
+  unsigned long long count;
+  unsigned long long first_index;  // ~0ull when clean
+};
+__device__ OutOfRangeWord g_out_of_range = {0ull, ~0ull};
+
+template <typename LocT>
+__device__ __forceinline__ int64_t load_loc(const void* loc, int64_t i) {
+  // Every lane of the warp reads the same address: one broadcast transaction.
+  return static_cast<int64_t>(__ldg(static_cast<const LocT*>(loc) + i));
+}
+
+// Turns a loaded loc value into the slot to write, or -1 when row i must be skipped (padding or
+// out of range). Kept separate from the load so kernels can issue the row's data loads before
+// they need the slot: the source address depends only on i, so the loc load and the data loads
+// share one memory round trip instead of two in sequence.
+// Only lane 0 reports, so each skipped row is counted once.
+__device__ __forceinline__ int64_t checked_slot(const SetKvBufferParams& p, int64_t slot, int64_t i, int lane) {
+  if (slot < 0) return -1;  // negative loc is padding (vLLM's convention)
+  if (slot >= p.capacity) {
+    if (lane == 0) {
+      atomicAdd(&g_out_of_range.count, 1ull);
+      atomicMin(&g_out_of_range.first_index, static_cast<unsigned long long>(i));
+    }
+    return -1;
+  }
+  return slot;
+}
+
+// A V-byte vector type with V-byte alignment, so loads and stores compile to one instruction.
+template <int V> struct VecOf;
+template <> struct VecOf<16> { using type = uint4; };
+template <> struct VecOf<8> { using type = uint2; };
+template <> struct VecOf<4> { using type = uint32_t; };
+template <> struct VecOf<2> { using type = uint16_t; };
+template <> struct VecOf<1> { using type = uint8_t; };
+
+// Source address of vector j (in V-byte units) of the concatenated row [nope | rope] of row i.
+template <int V>
+__device__ __forceinline__ const uint8_t* source_of(const SetKvBufferParams& p, int64_t i, int64_t j,
+                                                    int64_t nope_vecs) {
+  return j < nope_vecs ? p.nope + i * p.nope_row_stride + j * V
+                       : p.rope + i * p.rope_row_stride + (j - nope_vecs) * V;
+}
+
+// Sources are read exactly once: ld.global.cs marks the lines evict-first, which keeps L2 for the
+// cache rows that attention reads next.
+template <typename T>
+__device__ __forceinline__ T load_streaming(const T* ptr) {
+  return __ldcs(ptr);
+}
+
+}  // namespace mla_kv
