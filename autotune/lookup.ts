@@ -1,0 +1,304 @@
+/**
+ * Where a layout's tuned launch configs come from, in order: this process's memory, the user's
+ * profile file, the profiles bundled with the package, and last a fresh tune.
+ *
+ * Every problem met on the way (bad file, other setup, unwritable dir) is reported once per
+ * process through `warn`, and never stops the caller: at worst it gets null and uses the
+ * built-in rule.
+ */
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { cacheDir, profilePath, type Env } from "./cache_dir.ts";
+import { LockTimeoutError, withLock } from "./lock.ts";
+import {
+  LayoutKeySchema,
+  LayoutProfileSchema,
+  describeIssues,
+  identityKey,
+  makeProfile,
+  sameGpuModel,
+  type GpuIdentity,
+  type LayoutProfile,
+} from "./profile.ts";
+import { ensureDir, readProfileFile, writeProfileFile, type ReadResult } from "./store.ts";
+
+export type LookupSource = "memory" | "user" | "bundled" | "none";
+
+export type Warn = (line: string) => void;
+
+/** Measures one layout on the current GPU. Injected so tests can pass a fake measurement. */
+export type TuneFn = (identity: GpuIdentity, layoutKey: string) => LayoutProfile;
+
+export interface LookupRequest {
+  identity: GpuIdentity;
+  layoutKey: string;
+  /** Defaults to process.env. Read for the cache dir and MLA_KV_AUTOTUNE. */
+  env?: Env;
+  /** Defaults to console.warn. */
+  warn?: Warn;
+}
+
+export interface LookupResult {
+  source: LookupSource;
+  layout: LayoutProfile | null;
+  /** The user profile file for this identity (whether or not it exists). */
+  path: string;
+}
+
+export interface GetOrTuneOptions extends LookupRequest {
+  tune: TuneFn;
+  /** false while tuning is impossible (e.g. a CUDA graph capture is in progress): never tune. */
+  canTune?: boolean;
+  /** How long to wait for another process of the same identity that is tuning this layout. */
+  tuneLock?: { timeoutMs: number; staleMs: number };
+}
+
+export interface GetOrTuneResult {
+  source: LookupSource | "tuned";
+  layout: LayoutProfile | null;
+  path: string;
+  /** When source is "tuned": whether the result reached the user profile file. */
+  persisted?: boolean;
+  /** When layout is null: why no tune was run. */
+  why?: "autotune-disabled" | "cannot-tune";
+}
+
+export interface ProfileLookupOptions {
+  /** Folder of bundled profiles; defaults to autotune/profiles/ next to this module. */
+  bundledDir?: string;
+}
+
+export const BUNDLED_PROFILES_DIR = fileURLToPath(new URL("./profiles/", import.meta.url));
+
+const DEFAULT_TUNE_LOCK = { timeoutMs: 10 * 60_000, staleMs: 30 * 60_000 };
+
+/** MLA_KV_AUTOTUNE=0 (or false/off/no) turns tuning off; lookups still use stored profiles. */
+export function autotuneEnabled(env: Env): boolean {
+  const v = env.MLA_KV_AUTOTUNE?.trim().toLowerCase();
+  return !(v === "0" || v === "false" || v === "off" || v === "no");
+}
+
+const defaultWarn: Warn = (line) => console.warn(line);
+
+interface BundledEntry {
+  file: string;
+  result: ReadResult;
+}
+
+export class ProfileLookup {
+  readonly bundledDir: string;
+  readonly #memory = new Map<string, Map<string, LayoutProfile>>();
+  readonly #bundled = new Map<string, BundledEntry[]>();
+  readonly #warned = new Set<string>();
+
+  constructor(opts: ProfileLookupOptions = {}) {
+    this.bundledDir = opts.bundledDir ?? BUNDLED_PROFILES_DIR;
+  }
+
+  /** memory → user file → bundled → none. Never tunes, never writes. */
+  lookup(req: LookupRequest): LookupResult {
+    const env = req.env ?? process.env;
+    return this.#lookup(req.identity, checkedKey(req.layoutKey), env, req.warn ?? defaultWarn, false);
+  }
+
+  /**
+   * The lookup, then, when nothing answered and tuning is allowed (canTune and MLA_KV_AUTOTUNE),
+   * a tune. Processes of the same identity tuning the same layout take turns on a lock, and a
+   * waiter re-reads the file first, so one GPU model is tuned once, not once per process.
+   * Throws only when `tune` throws or returns something that is not a valid LayoutProfile.
+   */
+  getOrTune(opts: GetOrTuneOptions): GetOrTuneResult {
+    const env = opts.env ?? process.env;
+    const warn = opts.warn ?? defaultWarn;
+    const key = checkedKey(opts.layoutKey);
+    const canTune = opts.canTune ?? true;
+    const enabled = autotuneEnabled(env);
+    const found = this.#lookup(opts.identity, key, env, warn, canTune && enabled);
+    if (found.layout !== null) return found;
+    if (!canTune) return { ...found, why: "cannot-tune" };
+    if (!enabled) return { ...found, why: "autotune-disabled" };
+    return this.#tuneUnderLock(opts.identity, key, env, warn, opts.tune, opts.tuneLock ?? DEFAULT_TUNE_LOCK);
+  }
+
+  /** Forgets answers and warnings, as a fresh process would. */
+  clear(): void {
+    this.#memory.clear();
+    this.#bundled.clear();
+    this.#warned.clear();
+  }
+
+  #lookup(identity: GpuIdentity, key: string, env: Env, warn: Warn, willTune: boolean): LookupResult {
+    const id = identityKey(identity);
+    const path = profilePath(cacheDir(env), identity);
+
+    const remembered = this.#memory.get(id)?.get(key);
+    if (remembered !== undefined) return { source: "memory", layout: remembered, path };
+
+    const user = readProfileFile(path, identity);
+    if (user.ok) {
+      const layout = user.profile.layouts[key];
+      if (layout !== undefined) {
+        this.#remember(id, key, layout);
+        return { source: "user", layout, path };
+      }
+    }
+    // Said once the outcome is known, so the line tells what actually happens instead.
+    const userProblem = (action: string) => {
+      if (user.ok || user.reason === "missing") return;
+      this.#warnOnce(
+        warn,
+        `user:${path}:${user.reason}:${user.detail}`,
+        `mla-kv: profile ${path} is ${phrase(user.reason)} (${user.detail}); ${action}`,
+      );
+    };
+
+    for (const entry of this.#bundledFor(identity, id)) {
+      const r = entry.result;
+      if (r.ok) {
+        const layout = r.profile.layouts[key];
+        if (layout !== undefined) {
+          userProblem("using the bundled profile");
+          this.#remember(id, key, layout);
+          return { source: "bundled", layout, path };
+        }
+        continue;
+      }
+      // Bundled profiles for other GPU models are expected and say nothing; one for this very
+      // model that cannot be used (other driver, library, schema) or cannot be read is news.
+      const relevant = r.header === undefined ? r.reason !== "foreign" : sameGpuModel(r.header.gpu, identity.gpu);
+      if (relevant) {
+        this.#warnOnce(
+          warn,
+          `bundled:${entry.file}:${r.reason}`,
+          `mla-kv: bundled profile ${entry.file} not used: ${phrase(r.reason)} (${r.detail})`,
+        );
+      }
+    }
+    userProblem(willTune ? "re-tuning and replacing it" : "ignoring it");
+    return { source: "none", layout: null, path };
+  }
+
+  #tuneUnderLock(
+    identity: GpuIdentity,
+    key: string,
+    env: Env,
+    warn: Warn,
+    tune: TuneFn,
+    lockOpts: { timeoutMs: number; staleMs: number },
+  ): GetOrTuneResult {
+    const dir = cacheDir(env);
+    const path = profilePath(dir, identity);
+    const id = identityKey(identity);
+
+    const run = (): GetOrTuneResult => {
+      // Whoever held the lock before us may have tuned this very layout.
+      const again = readProfileFile(path, identity);
+      const theirs = again.ok ? again.profile.layouts[key] : undefined;
+      if (theirs !== undefined) {
+        this.#remember(id, key, theirs);
+        return { source: "user", layout: theirs, path };
+      }
+      const measured = LayoutProfileSchema.safeParse(tune(identity, key));
+      if (!measured.success) {
+        throw new Error(`tune(${key}) returned an invalid layout profile: ${describeIssues(measured.error)}`);
+      }
+      const layout = measured.data;
+      this.#remember(id, key, layout);
+      const written = writeProfileFile(path, makeProfile(identity, { [key]: layout }));
+      if (!written.ok) {
+        const where = written.reason === "unwritable" ? `dir:${dir}` : `${written.reason}:${path}`;
+        this.#warnOnce(
+          warn,
+          where,
+          written.reason === "unwritable"
+            ? `mla-kv: cannot save profiles in ${dir} (${written.detail}); keeping tuned configs in memory for this process`
+            : `mla-kv: could not save ${path} (${written.reason}: ${written.detail}); keeping tuned configs in memory for this process`,
+        );
+      }
+      return { source: "tuned", layout, path, persisted: written.ok };
+    };
+
+    // No dir means no lock file; the write will fail too and say why.
+    if (ensureDir(dir) !== null) return run();
+
+    const lockTarget = tuneLockTarget(path, key);
+    let entered = false;
+    try {
+      return withLock(lockTarget, lockOpts, () => {
+        entered = true;
+        return run();
+      });
+    } catch (e) {
+      if (entered) throw e;
+      if (e instanceof LockTimeoutError) {
+        this.#warnOnce(
+          warn,
+          `tune-lock:${lockTarget}`,
+          `mla-kv: another process kept tuning ${key} for more than ${lockOpts.timeoutMs} ms; tuning here as well`,
+        );
+      }
+      return run();
+    }
+  }
+
+  #bundledFor(identity: GpuIdentity, id: string): BundledEntry[] {
+    const cached = this.#bundled.get(id);
+    if (cached !== undefined) return cached;
+    let names: string[] = [];
+    try {
+      names = readdirSync(this.bundledDir)
+        .filter((n) => n.endsWith(".json"))
+        .sort();
+    } catch {
+      // no bundled profiles shipped
+    }
+    const entries = names.map((n) => {
+      const file = join(this.bundledDir, n);
+      return { file, result: readProfileFile(file, identity) };
+    });
+    this.#bundled.set(id, entries);
+    return entries;
+  }
+
+  #remember(id: string, key: string, layout: LayoutProfile): void {
+    let m = this.#memory.get(id);
+    if (m === undefined) this.#memory.set(id, (m = new Map()));
+    m.set(key, layout);
+  }
+
+  #warnOnce(warn: Warn, key: string, line: string): void {
+    if (this.#warned.has(key)) return;
+    this.#warned.add(key);
+    warn(line);
+  }
+}
+
+/** What processes tuning one layout of one identity lock (the lock file is this plus ".lock"). */
+export function tuneLockTarget(profileFile: string, layoutKey: string): string {
+  return `${profileFile.replace(/\.json$/, "")}.${layoutKey.replace(/[^A-Za-z0-9]+/g, "_")}.tune`;
+}
+
+function checkedKey(key: string): string {
+  const r = LayoutKeySchema.safeParse(key);
+  if (!r.success) throw new RangeError(`not a valid layout key: ${JSON.stringify(key)} (expected e.g. 1024+128/i64)`);
+  return r.data;
+}
+
+function phrase(reason: Exclude<ReadResult, { ok: true }>["reason"]): string {
+  switch (reason) {
+    case "foreign":
+      return "for another setup";
+    case "future-schema":
+      return "from a newer package";
+    default:
+      return reason;
+  }
+}
+
+/** The process-wide lookup: its memory and its once-per-process warnings. */
+export const defaultLookup = new ProfileLookup();
+
+export function getOrTune(opts: GetOrTuneOptions): GetOrTuneResult {
+  return defaultLookup.getOrTune(opts);
+}

@@ -1,0 +1,143 @@
+import { afterAll, describe, expect, it } from "bun:test";
+import { existsSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import { hostname, tmpdir } from "node:os";
+import { join } from "node:path";
+import { LockTimeoutError, lockPathFor, pidAlive, tryLock, withLock, type LockInfo } from "../../autotune/lock.ts";
+
+const root = mkdtempSync(join(tmpdir(), "mla-kv-lock-"));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+let seq = 0;
+const target = () => join(root, `t${seq++}.json`);
+
+function deadPid(): number {
+  const p = Bun.spawnSync(["true"]);
+  expect(pidAlive(p.pid)).toBe(false);
+  return p.pid;
+}
+
+function plant(t: string, info: Partial<LockInfo>): void {
+  const full: LockInfo = { pid: process.ppid, host: hostname(), createdAt: Date.now(), token: "planted", ...info };
+  writeFileSync(lockPathFor(t), JSON.stringify(full));
+}
+
+describe("withLock", () => {
+  it("holds <target>.lock with its pid while fn runs and removes it after", () => {
+    const t = target();
+    const seen = withLock(t, { timeoutMs: 1000, staleMs: 1000 }, () => JSON.parse(readFileSync(lockPathFor(t), "utf8")));
+    expect(seen.pid).toBe(process.pid);
+    expect(typeof seen.createdAt).toBe("number");
+    expect(existsSync(lockPathFor(t))).toBe(false);
+  });
+
+  it("releases the lock when fn throws", () => {
+    const t = target();
+    expect(() =>
+      withLock(t, { timeoutMs: 1000, staleMs: 1000 }, () => {
+        throw new Error("boom");
+      }),
+    ).toThrow("boom");
+    expect(existsSync(lockPathFor(t))).toBe(false);
+  });
+
+  it("times out against a live holder", () => {
+    const t = target();
+    plant(t, {});
+    const start = Date.now();
+    expect(() => withLock(t, { timeoutMs: 150, staleMs: 60_000 }, () => 1)).toThrow(LockTimeoutError);
+    expect(Date.now() - start).toBeGreaterThanOrEqual(140);
+    expect(JSON.parse(readFileSync(lockPathFor(t), "utf8")).token).toBe("planted");
+  });
+
+  it("takes over a stale lock whose pid is dead", () => {
+    const t = target();
+    plant(t, { pid: deadPid() });
+    const start = Date.now();
+    expect(withLock(t, { timeoutMs: 5000, staleMs: 60_000 }, () => "ran")).toBe("ran");
+    expect(Date.now() - start).toBeLessThan(1000);
+    expect(existsSync(lockPathFor(t))).toBe(false);
+  });
+
+  it("takes over a lock older than staleMs even when its pid is alive", () => {
+    const t = target();
+    plant(t, { createdAt: Date.now() - 3_600_000 });
+    expect(withLock(t, { timeoutMs: 1000, staleMs: 60_000 }, () => "ran")).toBe("ran");
+  });
+
+  it("takes over a lock with its own pid left by an earlier process, not one of its own", () => {
+    const t = target();
+    plant(t, { pid: process.pid, started: Date.now() - 86_400_000 });
+    expect(withLock(t, { timeoutMs: 1000, staleMs: 60_000 }, () => "ran")).toBe("ran");
+    const mine = target();
+    const r = tryLock(mine, { staleMs: 60_000 });
+    if (!r.ok) throw new Error("expected the lock");
+    const again = tryLock(mine, { staleMs: 60_000 });
+    expect(again.ok).toBe(false);
+    r.lock.release();
+  });
+
+  it("trusts a dead pid only on the host that wrote it", () => {
+    const t = target();
+    plant(t, { pid: deadPid(), host: "some-other-host" });
+    expect(() => withLock(t, { timeoutMs: 100, staleMs: 60_000 }, () => 1)).toThrow(LockTimeoutError);
+  });
+
+  it("waits out a young unreadable lock and takes it over once its mtime is old", () => {
+    const t = target();
+    writeFileSync(lockPathFor(t), "");
+    expect(tryLock(t, { staleMs: 60_000 }).ok).toBe(false);
+    const old = new Date(Date.now() - 120_000);
+    utimesSync(lockPathFor(t), old, old);
+    const r = tryLock(t, { staleMs: 60_000 });
+    expect(r.ok).toBe(true);
+    if (r.ok) r.lock.release();
+  });
+
+  it("refuses to wait on a lock this process already holds", () => {
+    const t = target();
+    expect(() =>
+      withLock(t, { timeoutMs: 1000, staleMs: 1000 }, () => withLock(t, { timeoutMs: 1000, staleMs: 1000 }, () => 1)),
+    ).toThrow("already held by this process");
+    expect(existsSync(lockPathFor(t))).toBe(false);
+  });
+
+  it("throws the filesystem error, not a timeout, when the lock cannot be created", () => {
+    const t = join(root, "no-such-dir", "x.json");
+    expect(() => withLock(t, { timeoutMs: 5000, staleMs: 1000 }, () => 1)).toThrow(/ENOENT/);
+    const r = tryLock(t, { staleMs: 1000 });
+    expect(r.ok === false && r.reason === "error" && r.error.code === "ENOENT").toBe(true);
+  });
+
+  it("keeps 8 processes incrementing one counter from losing an update", async () => {
+    const counter = join(root, "counter");
+    writeFileSync(counter, "0");
+    const worker = join(import.meta.dir, "fixtures", "lock_worker.ts");
+    const startAt = Date.now() + 1500;
+    const procs = Array.from({ length: 8 }, () =>
+      Bun.spawn([process.execPath, worker, counter, "25", String(startAt)], { stdout: "pipe", stderr: "pipe" }),
+    );
+    const codes = await Promise.all(procs.map((p) => p.exited));
+    expect(codes).toEqual(Array(8).fill(0));
+    expect(readFileSync(counter, "utf8")).toBe("200");
+    expect(existsSync(lockPathFor(counter))).toBe(false);
+  });
+});
+
+describe("tryLock", () => {
+  it("reports the live holder without waiting", () => {
+    const t = target();
+    plant(t, { pid: process.ppid });
+    const r = tryLock(t, { staleMs: 60_000 });
+    expect(r.ok).toBe(false);
+    if (!r.ok && r.reason === "held") expect(r.holder?.pid).toBe(process.ppid);
+    else throw new Error("expected held");
+  });
+
+  it("does not remove a lock that was taken over from it on release", () => {
+    const t = target();
+    const r = tryLock(t, { staleMs: 60_000 });
+    if (!r.ok) throw new Error("expected the lock");
+    plant(t, { token: "someone-else" });
+    r.lock.release();
+    expect(JSON.parse(readFileSync(lockPathFor(t), "utf8")).token).toBe("someone-else");
+  });
+});

@@ -1,0 +1,325 @@
+import { afterAll, describe, expect, it } from "bun:test";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { hostname, tmpdir } from "node:os";
+import { join } from "node:path";
+import { profilePath, type Env } from "../../autotune/cache_dir.ts";
+import { lockPathFor } from "../../autotune/lock.ts";
+import { ProfileLookup, autotuneEnabled, tuneLockTarget, type GetOrTuneOptions } from "../../autotune/lookup.ts";
+import { identityKey, makeProfile, type GpuIdentity, type LayoutProfile, type Profile } from "../../autotune/profile.ts";
+import { readProfileFile } from "../../autotune/store.ts";
+import { fakeLayoutProfile, h100 } from "./fixtures/fake.ts";
+
+const root = mkdtempSync(join(tmpdir(), "mla-kv-lookup-"));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+let seq = 0;
+function freshDir(): string {
+  const d = join(root, `d${seq++}`);
+  mkdirSync(d);
+  return d;
+}
+
+const K1 = "1024+128/i64";
+const K2 = "656+0/i32";
+const K3 = "1152+0/i64";
+const me = h100();
+const TUNED_SCALE = 7;
+
+function profileWith(layouts: Record<string, LayoutProfile>, identity: GpuIdentity = me): Profile {
+  return makeProfile(identity, layouts);
+}
+
+function setup(opts: { cacheDir?: string; env?: Env } = {}) {
+  const cache = opts.cacheDir ?? freshDir();
+  const bundled = freshDir();
+  const warnings: string[] = [];
+  const tuned: string[] = [];
+  const env: Env = { MLA_KV_CACHE_DIR: cache, ...opts.env };
+  const path = profilePath(cache, me);
+  let lookup = new ProfileLookup({ bundledDir: bundled });
+  const call = (layoutKey: string, extra: Partial<GetOrTuneOptions> = {}) =>
+    lookup.getOrTune({
+      identity: me,
+      layoutKey,
+      env,
+      warn: (line) => warnings.push(line),
+      tune: (_identity, key) => {
+        tuned.push(key);
+        return fakeLayoutProfile(TUNED_SCALE);
+      },
+      ...extra,
+    });
+  return {
+    cache,
+    bundled,
+    warnings,
+    tuned,
+    env,
+    path,
+    call,
+    /** A new lookup over the same dirs, as a later process would have. */
+    restart() {
+      lookup = new ProfileLookup({ bundledDir: bundled });
+      warnings.length = 0;
+      tuned.length = 0;
+    },
+  };
+}
+
+/** Which fakeLayoutProfile(scale) a layout came from: bucket 0 costs scale × 2.01 µs there. */
+const us0 = (l: LayoutProfile | null) => (l ? Math.round(l.buckets[0]!.bestVector.us / 2.01) : undefined);
+
+describe("lookup order", () => {
+  it("answers from memory before the user file, the user file before bundled, and bundled before tuning", () => {
+    const s = setup();
+    writeFileSync(s.path, JSON.stringify(profileWith({ [K1]: fakeLayoutProfile(2) })));
+    writeFileSync(join(s.bundled, "h100.json"), JSON.stringify(profileWith({ [K1]: fakeLayoutProfile(3), [K2]: fakeLayoutProfile(3) })));
+
+    const a = s.call(K1);
+    expect([a.source, us0(a.layout)]).toEqual(["user", 2]);
+
+    // The file changes under us; this process keeps the answer it already gave.
+    writeFileSync(s.path, JSON.stringify(profileWith({ [K1]: fakeLayoutProfile(4) })));
+    const b = s.call(K1);
+    expect([b.source, us0(b.layout)]).toEqual(["memory", 2]);
+
+    const c = s.call(K2);
+    expect([c.source, us0(c.layout)]).toEqual(["bundled", 3]);
+
+    const d = s.call(K3);
+    expect([d.source, us0(d.layout), d.persisted]).toEqual(["tuned", TUNED_SCALE, true]);
+    expect(s.call(K3).source).toBe("memory");
+    expect(s.tuned).toEqual([K3]);
+    expect(s.warnings).toEqual([]);
+  });
+
+  it("finds a tuned layout in the user file after a restart, beside the layouts already there", () => {
+    const s = setup();
+    writeFileSync(s.path, JSON.stringify(profileWith({ [K1]: fakeLayoutProfile(2) })));
+    expect(s.call(K2).source).toBe("tuned");
+    s.restart();
+    expect(s.call(K2).source).toBe("user");
+    expect(s.call(K1).source).toBe("user");
+    expect(s.tuned).toEqual([]);
+  });
+
+  it("never tunes or writes from lookup()", () => {
+    const s = setup();
+    const lookup = new ProfileLookup({ bundledDir: s.bundled });
+    const r = lookup.lookup({ identity: me, layoutKey: K1, env: s.env, warn: (l) => s.warnings.push(l) });
+    expect([r.source, r.layout, r.path]).toEqual(["none", null, s.path]);
+    expect(readdirSync(s.cache)).toEqual([]);
+  });
+
+  it("never tunes with MLA_KV_AUTOTUNE=0 but still uses stored profiles", () => {
+    const s = setup({ env: { MLA_KV_AUTOTUNE: "0" } });
+    writeFileSync(s.path, JSON.stringify(profileWith({ [K1]: fakeLayoutProfile(2) })));
+    const before = readFileSync(s.path, "utf8");
+    expect(s.call(K1).source).toBe("user");
+    const r = s.call(K2);
+    expect([r.source, r.layout, r.why]).toEqual(["none", null, "autotune-disabled"]);
+    expect(s.tuned).toEqual([]);
+    expect(readFileSync(s.path, "utf8")).toBe(before);
+  });
+
+  it("reads MLA_KV_AUTOTUNE as on unless it says 0, false, off or no", () => {
+    expect([undefined, "", "1", "yes"].map((v) => autotuneEnabled({ MLA_KV_AUTOTUNE: v }))).toEqual([true, true, true, true]);
+    expect(["0", "false", "OFF", " no "].map((v) => autotuneEnabled({ MLA_KV_AUTOTUNE: v }))).toEqual([false, false, false, false]);
+  });
+
+  it("never tunes, locks or writes while canTune is false", () => {
+    const s = setup();
+    writeFileSync(join(s.bundled, "h100.json"), JSON.stringify(profileWith({ [K1]: fakeLayoutProfile(3) })));
+    expect(s.call(K1, { canTune: false }).source).toBe("bundled");
+    const r = s.call(K2, { canTune: false });
+    expect([r.source, r.layout, r.why]).toEqual(["none", null, "cannot-tune"]);
+    expect(s.tuned).toEqual([]);
+    expect(readdirSync(s.cache)).toEqual([]);
+    // The same layout is tuned once capture is over.
+    expect(s.call(K2).source).toBe("tuned");
+  });
+
+  it("rejects a malformed layout key before touching anything", () => {
+    const s = setup();
+    expect(() => s.call("1024-128")).toThrow(RangeError);
+    expect(s.tuned).toEqual([]);
+  });
+
+  it("throws when tune returns an invalid layout profile, and saves nothing", () => {
+    const s = setup();
+    const bad = fakeLayoutProfile();
+    bad.buckets.pop();
+    bad.buckets.shift();
+    expect(() => s.call(K1, { tune: () => bad })).toThrow(/invalid layout profile/);
+    expect(existsSync(s.path)).toBe(false);
+    expect(existsSync(lockPathFor(tuneLockTarget(s.path, K1)))).toBe(false);
+  });
+});
+
+describe("bad user profiles", () => {
+  const good = () => JSON.stringify(profileWith({ [K2]: fakeLayoutProfile(2) }), null, 2);
+  const cases: Array<[string, () => string, RegExp]> = [
+    ["corrupt", () => "{{{{ not json", /is corrupt/],
+    ["truncated", () => good().slice(0, 500), /is truncated/],
+    ["empty", () => "", /is truncated \(empty file\)/],
+    ["schema-invalid", () => JSON.stringify({ ...JSON.parse(good()), layouts: { [K2]: { tuneMs: 1 } } }), /is invalid/],
+    ["foreign-GPU", () => JSON.stringify(profileWith({ [K1]: fakeLayoutProfile(2) }, h100({ gpu: { name: "NVIDIA A100-SXM4-80GB", ccMajor: 8, smCount: 108 } }))), /for another setup \(GPU NVIDIA A100-SXM4-80GB ≠ NVIDIA H100/],
+    ["other-driver", () => JSON.stringify(profileWith({ [K1]: fakeLayoutProfile(2) }, h100({ gpu: { driverVersion: 12080 } }))), /for another setup \(driver 12080 ≠ 13000\)/],
+    ["other-library-build", () => JSON.stringify(profileWith({ [K1]: fakeLayoutProfile(2) }, h100({ libraryBuildId: "build-old" }))), /for another setup \(library build build-old ≠ build-aaaa1111\)/],
+    ["future-schema", () => JSON.stringify({ ...JSON.parse(good()), schemaVersion: 2 }), /from a newer package \(schema version 2 is newer/],
+  ];
+
+  for (const [what, content, warning] of cases) {
+    it(`replaces a ${what} profile and warns once`, () => {
+      const s = setup();
+      writeFileSync(s.path, content());
+      const r = s.call(K1);
+      expect([r.source, us0(r.layout), r.persisted]).toEqual(["tuned", TUNED_SCALE, true]);
+      expect(s.warnings.length).toBe(1);
+      expect(s.warnings[0]).toMatch(warning);
+      expect(s.warnings[0]).toContain(s.path);
+      expect(s.warnings[0]).toEndWith("re-tuning and replacing it");
+
+      const onDisk = readProfileFile(s.path, me);
+      if (!onDisk.ok) throw new Error(`still bad: ${onDisk.reason}`);
+      expect(Object.keys(onDisk.profile.layouts)).toEqual([K1]);
+
+      expect(s.call(K1).source).toBe("memory");
+      expect(s.call(K3).source).toBe("tuned");
+      expect(s.warnings.length).toBe(1);
+      s.restart();
+      expect(s.call(K1).source).toBe("user");
+      expect(s.warnings).toEqual([]);
+    });
+  }
+
+  it("says it falls back to a bundled profile when that answers instead of a bad user file", () => {
+    const s = setup();
+    writeFileSync(s.path, "{{{{");
+    writeFileSync(join(s.bundled, "h100.json"), JSON.stringify(profileWith({ [K1]: fakeLayoutProfile(3) })));
+    expect(s.call(K1).source).toBe("bundled");
+    expect(s.tuned).toEqual([]);
+    expect(s.warnings).toHaveLength(1);
+    expect(s.warnings[0]).toMatch(/is corrupt .*; using the bundled profile$/);
+  });
+
+  it("says it ignores a bad profile, and leaves it, when it may not tune", () => {
+    const s = setup({ env: { MLA_KV_AUTOTUNE: "0" } });
+    writeFileSync(s.path, "{{{{");
+    expect(s.call(K1).source).toBe("none");
+    expect(s.call(K2).source).toBe("none");
+    expect(s.warnings).toHaveLength(1);
+    expect(s.warnings[0]).toMatch(/is corrupt .*; ignoring it$/);
+    expect(readFileSync(s.path, "utf8")).toBe("{{{{");
+  });
+});
+
+describe("unwritable cache dir", () => {
+  const places: Array<[string, () => string]> = [
+    ["under a regular file (read-only)", () => join(freshDir(), "file", "cache")],
+    ["that is a file", () => join(freshDir(), "file")],
+  ];
+  for (const [what, place] of places) {
+    it(`works in memory with one warning for a cache dir ${what}`, () => {
+      const cache = place();
+      const file = cache.endsWith("file") ? cache : join(cache, "..");
+      writeFileSync(file, "a regular file");
+      const s = setup({ cacheDir: cache });
+
+      const a = s.call(K1);
+      expect([a.source, a.persisted, us0(a.layout)]).toEqual(["tuned", false, TUNED_SCALE]);
+      expect(s.warnings).toHaveLength(1);
+      expect(s.warnings[0]).toMatch(/cannot save profiles in .*; keeping tuned configs in memory/);
+
+      expect(s.call(K2).source).toBe("tuned");
+      expect(s.call(K1).source).toBe("memory");
+      expect(s.call(K2).source).toBe("memory");
+      expect(s.tuned).toEqual([K1, K2]);
+      expect(s.warnings).toHaveLength(1);
+      expect(readFileSync(file, "utf8")).toBe("a regular file");
+    });
+  }
+});
+
+describe("bundled profiles", () => {
+  it("skips a bundled profile for this GPU with another driver, with one warning, and tunes", () => {
+    const s = setup();
+    const file = join(s.bundled, "h100-old-driver.json");
+    writeFileSync(file, JSON.stringify(profileWith({ [K1]: fakeLayoutProfile(3), [K2]: fakeLayoutProfile(3) }, h100({ gpu: { driverVersion: 12080 } }))));
+    expect(s.call(K1).source).toBe("tuned");
+    expect(s.call(K2).source).toBe("tuned");
+    expect(s.warnings).toEqual([`mla-kv: bundled profile ${file} not used: for another setup (driver 12080 ≠ 13000)`]);
+  });
+
+  it("skips a bundled profile for this GPU with another library build, with one warning", () => {
+    const s = setup();
+    writeFileSync(join(s.bundled, "x.json"), JSON.stringify(profileWith({ [K1]: fakeLayoutProfile(3) }, h100({ libraryBuildId: "b2" }))));
+    expect(s.call(K1).source).toBe("tuned");
+    expect(s.warnings).toHaveLength(1);
+    expect(s.warnings[0]).toContain("library build b2 ≠ build-aaaa1111");
+  });
+
+  it("passes over bundled profiles of other GPU models silently", () => {
+    const s = setup();
+    writeFileSync(join(s.bundled, "a100.json"), JSON.stringify(profileWith({ [K1]: fakeLayoutProfile(3) }, h100({ gpu: { name: "NVIDIA A100-SXM4-80GB", ccMajor: 8, smCount: 108 } }))));
+    writeFileSync(join(s.bundled, "README.md"), "not a profile");
+    expect(s.call(K1).source).toBe("tuned");
+    expect(s.warnings).toEqual([]);
+  });
+
+  it("uses the matching one among several bundled profiles", () => {
+    const s = setup();
+    writeFileSync(join(s.bundled, "a.json"), JSON.stringify(profileWith({ [K1]: fakeLayoutProfile(3) }, h100({ gpu: { smCount: 114, name: "NVIDIA H100 PCIe" } }))));
+    writeFileSync(join(s.bundled, `${identityKey(me)}.json`), JSON.stringify(profileWith({ [K1]: fakeLayoutProfile(5) })));
+    const r = s.call(K1);
+    expect([r.source, us0(r.layout)]).toEqual(["bundled", 5]);
+    expect(s.warnings).toEqual([]);
+  });
+
+  it("warns once about a corrupt bundled profile and carries on", () => {
+    const s = setup();
+    writeFileSync(join(s.bundled, "broken.json"), '{"schemaVersion": 1, "gpu": ');
+    expect(s.call(K1).source).toBe("tuned");
+    expect(s.call(K2).source).toBe("tuned");
+    expect(s.warnings).toHaveLength(1);
+    expect(s.warnings[0]).toMatch(/bundled profile .*broken\.json not used: truncated/);
+  });
+});
+
+describe("tuning across processes", () => {
+  it("tunes once when 8 processes of one identity ask for the same layout at once", async () => {
+    const s = setup();
+    const worker = join(import.meta.dir, "fixtures", "tune_worker.ts");
+    const startAt = Date.now() + 1500;
+    const procs = Array.from({ length: 8 }, () =>
+      Bun.spawn([process.execPath, worker, s.cache, K1, String(startAt), "300"], { stdout: "pipe", stderr: "pipe" }),
+    );
+    const codes = await Promise.all(procs.map((p) => p.exited));
+    const errs = await Promise.all(procs.map((p) => new Response(p.stderr).text()));
+    expect({ codes, errs }).toEqual({ codes: Array(8).fill(0), errs: Array(8).fill("") });
+    const outs = await Promise.all(procs.map((p) => new Response(p.stdout).text()));
+    const sources = outs.map((o) => JSON.parse(o).source as string).sort();
+    expect(sources).toEqual(["tuned", ...Array(7).fill("user")]);
+    expect(readdirSync(s.cache)).toEqual([`${identityKey(me)}.json`]);
+  });
+
+  it("tunes anyway, with one warning, when another process holds the tune lock too long", () => {
+    const s = setup();
+    const lock = lockPathFor(tuneLockTarget(s.path, K1));
+    writeFileSync(lock, JSON.stringify({ pid: process.ppid, host: "elsewhere", createdAt: Date.now(), token: "t" }));
+    const r = s.call(K1, { tuneLock: { timeoutMs: 60, staleMs: 60_000 } });
+    expect([r.source, r.persisted]).toEqual(["tuned", true]);
+    expect(s.warnings).toHaveLength(1);
+    expect(s.warnings[0]).toContain("another process kept tuning 1024+128/i64");
+    expect(existsSync(lock)).toBe(true);
+  });
+
+  it("takes over the tune lock of a process that died while tuning", () => {
+    const s = setup();
+    const dead = Bun.spawnSync(["true"]).pid;
+    writeFileSync(lockPathFor(tuneLockTarget(s.path, K1)), JSON.stringify({ pid: dead, host: hostname(), createdAt: Date.now(), token: "t" }));
+    const start = Date.now();
+    expect(s.call(K1).source).toBe("tuned");
+    expect(Date.now() - start).toBeLessThan(2000);
+    expect(s.warnings).toEqual([]);
+  });
+});
