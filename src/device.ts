@@ -1,0 +1,107 @@
+/**
+ * What the GPUs can do: count, properties, and whether a write path runs on them.
+ *
+ * @module
+ */
+
+import { check, native } from "../ffi/native.ts";
+import {
+  MLA_KV_PATH_TMA,
+  MLA_KV_PATH_VECTOR,
+  MLA_KV_PROP_CC_MAJOR,
+  MLA_KV_PROP_CC_MINOR,
+  MLA_KV_PROP_DRIVER_VERSION,
+  MLA_KV_PROP_L2_BYTES,
+  MLA_KV_PROP_RUNTIME_VERSION,
+  MLA_KV_PROP_SMEM_PER_BLOCK_OPTIN,
+  MLA_KV_PROP_SM_COUNT,
+  MLA_KV_PROP_TOTAL_MEMORY,
+} from "../ffi/symbols.ts";
+import type { Path } from "./dispatch.ts";
+import { describeValue, invalidArgument } from "./errors.ts";
+import { validateDevice } from "./validate.ts";
+
+/** Properties of one GPU. */
+export interface DeviceInfo {
+  readonly index: number;
+  /** e.g. "NVIDIA H100 80GB HBM3". */
+  readonly name: string;
+  /** [major, minor], e.g. [9, 0] for Hopper. */
+  readonly computeCapability: readonly [number, number];
+  readonly smCount: number;
+  readonly l2Bytes: number;
+  /** Shared memory a block may opt into. */
+  readonly smemPerBlockOptin: number;
+  readonly totalMemory: number;
+  /** e.g. 13000 for CUDA 13.0. */
+  readonly driverVersion: number;
+  /** Version of the CUDA runtime linked into libmla_kv. */
+  readonly runtimeVersion: number;
+}
+
+/**
+ * The number of visible CUDA devices (0 when a driver is installed but no GPU is visible).
+ *
+ * @throws {MlaKvError} `NO_DEVICE` when there is no usable CUDA driver; `LIBRARY_NOT_FOUND`.
+ */
+export function deviceCount(): number {
+  const out = new Int32Array(1);
+  check(native().mla_kv_device_count(out), "mla_kv_device_count");
+  return out[0]!;
+}
+
+// Properties do not change while a process runs, and the dispatcher reads them on every write.
+const infoCache = new Map<number, DeviceInfo>();
+
+function property(device: number, prop: number, out: BigInt64Array): number {
+  check(native().mla_kv_device_property(device, prop, out), "mla_kv_device_property", "device");
+  return Number(out[0]);
+}
+
+/**
+ * Properties of `device`, read once and cached.
+ *
+ * @throws {MlaKvError} `NO_DEVICE` when the device does not exist or there is no driver.
+ */
+export function deviceInfo(device = 0): DeviceInfo {
+  const cached = infoCache.get(device);
+  if (cached !== undefined) return cached;
+  validateDevice(device, "device");
+  const out = new BigInt64Array(1);
+  const nameBuffer = new Uint8Array(256);
+  check(native().mla_kv_device_name(device, nameBuffer, nameBuffer.length), "mla_kv_device_name", "device");
+  const end = nameBuffer.indexOf(0);
+  const info: DeviceInfo = Object.freeze({
+    index: device,
+    name: new TextDecoder().decode(nameBuffer.subarray(0, end < 0 ? nameBuffer.length : end)),
+    computeCapability: Object.freeze([property(device, MLA_KV_PROP_CC_MAJOR, out), property(device, MLA_KV_PROP_CC_MINOR, out)]) as readonly [number, number],
+    smCount: property(device, MLA_KV_PROP_SM_COUNT, out),
+    l2Bytes: property(device, MLA_KV_PROP_L2_BYTES, out),
+    smemPerBlockOptin: property(device, MLA_KV_PROP_SMEM_PER_BLOCK_OPTIN, out),
+    totalMemory: property(device, MLA_KV_PROP_TOTAL_MEMORY, out),
+    driverVersion: property(device, MLA_KV_PROP_DRIVER_VERSION, out),
+    runtimeVersion: property(device, MLA_KV_PROP_RUNTIME_VERSION, out),
+  });
+  infoCache.set(device, info);
+  return info;
+}
+
+const PATH_CODES: Readonly<Record<Path, number>> = { vector: MLA_KV_PATH_VECTOR, tma: MLA_KV_PATH_TMA };
+
+// Cached like deviceInfo, indexed by device without building a key: setMlaKvBuffer asks on
+// every call that may pick TMA.
+const supportCache: Record<Path, (boolean | undefined)[]> = { vector: [], tma: [] };
+
+/** True when `device` can run `path` (the TMA path needs sm_90 or newer). Cached. */
+export function supportsPath(device: number, path: Path): boolean {
+  const code = Object.hasOwn(PATH_CODES, path) ? PATH_CODES[path] : undefined;
+  if (code === undefined) throw invalidArgument("path", `expected "vector" or "tma", got ${describeValue(path)}`);
+  const cached = supportCache[path][device];
+  if (cached !== undefined) return cached;
+  validateDevice(device, "device");
+  const out = new Int32Array(1);
+  check(native().mla_kv_path_supported(device, code, out), "mla_kv_path_supported", "device");
+  const supported = out[0] === 1;
+  supportCache[path][device] = supported;
+  return supported;
+}

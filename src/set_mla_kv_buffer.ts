@@ -1,0 +1,204 @@
+/**
+ * The write: MLA rows (nope + rope parts) into their slots of a paged KV cache.
+ *
+ * @module
+ */
+
+import { check, native } from "../ffi/native.ts";
+import { MLA_KV_PATH_TMA, MLA_KV_PATH_VECTOR } from "../ffi/symbols.ts";
+import { deviceInfo, supportsPath } from "./device.ts";
+import { dispatch, ROWS_PER_WARP, WARPS, type LaunchConfig, type Path, type RowsPerWarp, type Warps } from "./dispatch.ts";
+import { tableFor } from "./dispatch_tables.ts";
+import { describeValue, invalidArgument, MlaKvError } from "./errors.ts";
+import { planSetMlaKvBuffer, tmaMisalignments, type PlanOptions, type SetMlaKvBufferPlan } from "./layout.ts";
+import { Stream, streamHandleFor } from "./stream.ts";
+import type { DeviceTensor } from "./tensor.ts";
+import { validateDevice } from "./validate.ts";
+
+/** Options of {@link setMlaKvBuffer}. */
+export interface SetMlaKvBufferOptions {
+  /** Stream to launch on; default: the device's legacy default stream. */
+  stream?: Stream;
+  /**
+   * `"auto"` (default) lets the dispatch table choose; `"vector"` or `"tma"` forces a path, for
+   * benchmarks and for working around a path. Forcing `"tma"` on a GPU older than sm_90 or with
+   * tensors that are not 16-byte aligned throws `UNSUPPORTED`.
+   */
+  path?: "auto" | Path;
+  /** Forces warps per block (1, 2, 4, 8 or 16) instead of the dispatch table's choice. */
+  warps?: Warps;
+  /** Forces rows per warp (1, 2 or 4) instead of the dispatch table's choice. */
+  rowsPerWarp?: RowsPerWarp;
+  /** Asserts that every tensor is on this device. */
+  device?: number;
+}
+
+interface ReadOptions {
+  stream: Stream | undefined;
+  path: "auto" | Path;
+  warps: Warps | undefined;
+  rowsPerWarp: RowsPerWarp | undefined;
+  device: number | undefined;
+}
+
+const NO_OPTIONS: ReadOptions = Object.freeze({ stream: undefined, path: "auto", warps: undefined, rowsPerWarp: undefined, device: undefined });
+const NO_PLAN_OPTIONS: PlanOptions = Object.freeze({});
+const PATHS: readonly string[] = ["auto", "vector", "tma"];
+
+// Checked by hand rather than with a schema library: this runs on every decode step, and the
+// common call passes no options or just a stream. `undefined` values count as absent, so callers
+// can write `{ stream: maybeStream }`.
+function readOptions(options: unknown): ReadOptions {
+  if (options === undefined) return NO_OPTIONS;
+  if (options === null || typeof options !== "object" || Array.isArray(options)) {
+    throw invalidArgument("options", `expected an options object, got ${describeValue(options)}`);
+  }
+  const read: ReadOptions = { ...NO_OPTIONS };
+  for (const key in options) {
+    const value: unknown = (options as Record<string, unknown>)[key];
+    if (value === undefined) continue;
+    switch (key) {
+      case "stream":
+        if (!(value instanceof Stream)) throw invalidArgument("options.stream", `expected a Stream, got ${describeValue(value)}`);
+        read.stream = value;
+        break;
+      case "path":
+        if (typeof value !== "string" || !PATHS.includes(value)) {
+          throw invalidArgument("options.path", `expected "auto", "vector" or "tma", got ${describeValue(value)}`);
+        }
+        read.path = value as ReadOptions["path"];
+        break;
+      case "warps":
+        if (!WARPS.includes(value as Warps)) throw invalidArgument("options.warps", `expected 1, 2, 4, 8 or 16, got ${describeValue(value)}`);
+        read.warps = value as Warps;
+        break;
+      case "rowsPerWarp":
+        if (!ROWS_PER_WARP.includes(value as RowsPerWarp)) {
+          throw invalidArgument("options.rowsPerWarp", `expected 1, 2 or 4, got ${describeValue(value)}`);
+        }
+        read.rowsPerWarp = value as RowsPerWarp;
+        break;
+      case "device":
+        read.device = validateDevice(value, "options.device");
+        break;
+      default:
+        throw invalidArgument(`options.${key}`, "unknown option; the options are stream, path, warps, rowsPerWarp, device");
+    }
+  }
+  return read;
+}
+
+/** Checks that `options` is valid for {@link setMlaKvBuffer} without running anything. */
+export function validateSetMlaKvBufferOptions(options: unknown): void {
+  readOptions(options);
+}
+
+function refuseForcedTma(plan: SetMlaKvBufferPlan): void {
+  const misaligned = tmaMisalignments(plan);
+  if (misaligned.length > 0) {
+    throw new MlaKvError(
+      "UNSUPPORTED",
+      `options.path "tma" needs every address, row stride and row size to be a multiple of 16 bytes; not aligned: ${misaligned.join(", ")}. Use path "auto" or "vector".`,
+      "options.path",
+    );
+  }
+  if (!supportsPath(plan.device, "tma")) {
+    const info = deviceInfo(plan.device);
+    const [major, minor] = info.computeCapability;
+    throw new MlaKvError(
+      "UNSUPPORTED",
+      `options.path "tma" needs an sm_90 or newer GPU; device ${plan.device} (${info.name}) is sm_${major}${minor}. Use path "auto" or "vector".`,
+      "options.path",
+    );
+  }
+}
+
+/** The launch configuration for a plan: the dispatch table's, with forced options laid over it. */
+export function chooseLaunchConfig(plan: SetMlaKvBufferPlan, options: SetMlaKvBufferOptions = {}): LaunchConfig {
+  const opts = readOptions(options);
+  return chooseConfig(plan, opts);
+}
+
+function chooseConfig(plan: SetMlaKvBufferPlan, opts: ReadOptions): LaunchConfig {
+  if (opts.path === "tma") refuseForcedTma(plan);
+  if (opts.path !== "auto" && opts.warps !== undefined && opts.rowsPerWarp !== undefined) {
+    return { path: opts.path, warps: opts.warps, rowsPerWarp: opts.rowsPerWarp };
+  }
+  const tmaAllowed = opts.path === "tma" || (opts.path === "auto" && plan.tmaAligned && supportsPath(plan.device, "tma"));
+  const base = dispatch(tableFor(plan.device, plan, opts.stream), plan.n, tmaAllowed);
+  if (opts.path === "auto" && opts.warps === undefined && opts.rowsPerWarp === undefined) return base;
+  return {
+    path: opts.path === "auto" ? base.path : opts.path,
+    warps: opts.warps ?? base.warps,
+    rowsPerWarp: opts.rowsPerWarp ?? base.rowsPerWarp,
+  };
+}
+
+/**
+ * Writes `n` MLA rows into a KV cache: for each i with `0 <= loc[i] < capacity`, cache row
+ * `loc[i]` gets `kNope[i]` in its first `d_nope` columns and `kRope[i]` right after. Columns past
+ * `d_nope + d_rope` are not touched. `loc[i] < 0` marks padding and is skipped; `loc[i] >=
+ * capacity` is skipped and reported later by {@link checkErrors} (also run by
+ * `Stream.synchronize()` and `DeviceTensor.download()`).
+ *
+ * Asynchronous: it only enqueues work on `options.stream` and returns, so it can be captured into
+ * a CUDA graph. The copy is byte-exact, whatever the dtype.
+ *
+ * Shapes: `kvBuffer` [slots, W], [slots, 1, W] or [pages, pageSize, W] (slot = page * pageSize +
+ * offset); `kNope` [n, d_nope] and `kRope` [n, d_rope] (or [n, 1, d]) of the cache's dtype, rows
+ * may be strided; `loc` [n] int32 or int64. n = 0 launches nothing.
+ *
+ * @throws {MlaKvError} `INVALID_ARGUMENT` naming the argument or option; `DISPOSED` for a freed
+ * tensor or destroyed stream; `UNSUPPORTED` for a forced path this call cannot use; `NO_DEVICE`,
+ * `CUDA` from the driver; `LIBRARY_NOT_FOUND` when libmla_kv is missing.
+ *
+ * @example
+ * ```ts
+ * import { allocTensor, fromHost, setMlaKvBuffer, Stream } from "mla-kv";
+ *
+ * const n = 3;
+ * using stream = Stream.create();
+ * using kvBuffer = allocTensor("bf16", [64, 16, 576]); // 64 pages of 16 slots, 512 nope + 64 rope
+ * using kNope = fromHost(new Uint16Array(n * 512).fill(0x3f80), "bf16", [n, 512]); // 1.0
+ * using kRope = fromHost(new Uint16Array(n * 64).fill(0x4000), "bf16", [n, 64]); // 2.0
+ * using loc = fromHost(new BigInt64Array([17n, 5n, -1n]), "i64", [n]); // -1: padding, skipped
+ *
+ * setMlaKvBuffer(kvBuffer, loc, kNope, kRope, { stream });
+ * stream.synchronize(); // waits, then throws OUT_OF_RANGE_LOC if some loc was >= 1024
+ * const cache = kvBuffer.download(); // Uint16Array; slot 17 = page 1, offset 1
+ * console.log(cache[17 * 576], cache[17 * 576 + 512]); // 16256 (0x3f80), 16384 (0x4000)
+ * ```
+ */
+export function setMlaKvBuffer(
+  kvBuffer: DeviceTensor,
+  loc: DeviceTensor,
+  kNope: DeviceTensor,
+  kRope: DeviceTensor,
+  options?: SetMlaKvBufferOptions,
+): void {
+  const opts = readOptions(options);
+  const plan = planSetMlaKvBuffer(kvBuffer, loc, kNope, kRope, opts.device === undefined ? NO_PLAN_OPTIONS : { device: opts.device });
+  const stream = streamHandleFor(opts.stream, plan.device, "options.stream");
+  if (plan.n === 0) return;
+  const config = chooseConfig(plan, opts);
+  const status = native().mla_kv_set_kv_buffer(
+    plan.device,
+    stream,
+    plan.cachePtr,
+    plan.capacity,
+    plan.cacheRowStrideBytes,
+    plan.locPtr,
+    plan.locBytes,
+    plan.n,
+    plan.nopePtr,
+    plan.nopeRowStrideBytes,
+    plan.nopeBytes,
+    plan.ropePtr,
+    plan.ropeRowStrideBytes,
+    plan.ropeBytes,
+    config.path === "tma" ? MLA_KV_PATH_TMA : MLA_KV_PATH_VECTOR,
+    config.warps,
+    config.rowsPerWarp,
+  );
+  check(status, "mla_kv_set_kv_buffer");
+}

@@ -1,0 +1,317 @@
+/**
+ * Device tensors: a device address plus the shape, strides and dtype that say how to read it.
+ *
+ * A DeviceTensor does no math. It exists so that callers describe their buffers once (including
+ * strided views such as the nope part of a wider projection) and mla-kv can derive every byte
+ * offset and stride the C call needs, and check them, from that description.
+ *
+ * @module
+ */
+
+import { check, native } from "../ffi/native.ts";
+import { checkErrors } from "./check_errors.ts";
+import { DTYPES, type DType, type HostArrayOf } from "./dtypes.ts";
+import { describeValue, invalidArgument, MlaKvError } from "./errors.ts";
+import { streamHandleFor, type Stream } from "./stream.ts";
+import {
+  contiguousStrides,
+  isContiguousLayout,
+  validateDType,
+  validateDevice,
+  validateOptionKeys,
+  validatePointer,
+  validateShape,
+  validateStrides,
+} from "./validate.ts";
+
+/** Options of calls that issue a copy. */
+export interface CopyOptions {
+  /** The stream to order the copy on; default: the device's default stream. */
+  stream?: Stream;
+}
+
+/** Options of the allocating factories. */
+export interface AllocOptions {
+  /** CUDA device index; default 0. */
+  device?: number;
+}
+
+// Shared by a tensor and every view of it, so that freeing the owner marks all views as
+// disposed: a view must not outlive the memory it points into.
+interface Allocation {
+  freed: boolean;
+}
+
+/** @internal The fields a DeviceTensor is built from; use the factories instead. */
+export interface DeviceTensorInit<D extends DType> {
+  device: number;
+  ptr: number;
+  dtype: D;
+  shape: readonly number[];
+  strides: readonly number[];
+  owned: boolean;
+  allocation: Allocation;
+}
+
+/**
+ * A tensor in GPU memory, described by metadata only.
+ *
+ * Owned tensors (from {@link allocTensor} and {@link fromHost}) must be freed with
+ * {@link DeviceTensor.free} or a `using` declaration; device memory is not garbage-collected,
+ * because freeing it at an unpredictable moment could race with kernels still using it.
+ */
+export class DeviceTensor<D extends DType = DType> {
+  /** CUDA device index. */
+  readonly device: number;
+  /** Element type. */
+  readonly dtype: D;
+  /** Size of each dimension. */
+  readonly shape: readonly number[];
+  /** Step between neighbours of each dimension, in elements (not bytes). */
+  readonly strides: readonly number[];
+  /** True when freeing this tensor frees device memory (false for views and wrapped pointers). */
+  readonly owned: boolean;
+  readonly #ptr: number;
+  readonly #allocation: Allocation;
+  #disposed = false;
+
+  /** @internal Use {@link allocTensor}, {@link fromHost}, {@link wrapDevicePointer} or a view method. */
+  constructor(init: DeviceTensorInit<D>) {
+    this.device = init.device;
+    this.#ptr = init.ptr;
+    this.dtype = init.dtype;
+    this.shape = init.shape;
+    this.strides = init.strides;
+    this.owned = init.owned;
+    this.#allocation = init.allocation;
+  }
+
+  /** The device address of element [0, 0, …] as a number. */
+  get ptr(): number {
+    this.#assertLive("ptr");
+    return this.#ptr;
+  }
+
+  /** True once this tensor, or the tensor whose memory it views, was freed. */
+  get disposed(): boolean {
+    return this.#disposed || this.#allocation.freed;
+  }
+
+  /** Number of elements. */
+  get numel(): number {
+    let count = 1;
+    for (const size of this.shape) count *= size;
+    return count;
+  }
+
+  /** Bytes per element. */
+  get elementBytes(): number {
+    return DTYPES[this.dtype].bytes;
+  }
+
+  /** True when the elements form one dense row-major block. */
+  isContiguous(): boolean {
+    return isContiguousLayout(this.shape, this.strides);
+  }
+
+  /**
+   * Copies `host` into this tensor, ordered on `options.stream`. The tensor must be contiguous
+   * and `host` must be the dtype's host array (see {@link DTYPES}) with exactly `numel` elements.
+   */
+  upload(host: HostArrayOf[D], options?: CopyOptions): void {
+    const ptr = this.ptr;
+    const opts = validateOptionKeys(options, "options", ["stream"]);
+    this.#assertContiguous("upload");
+    const HostArray = DTYPES[this.dtype].HostArray;
+    if (!(host instanceof HostArray)) {
+      throw invalidArgument("host", `expected a ${HostArray.name} for dtype ${this.dtype}, got ${describeValue(host)}`);
+    }
+    if (host.length !== this.numel) {
+      throw invalidArgument("host", `expected ${this.numel} elements for shape [${this.shape.join(", ")}], got ${host.length}`);
+    }
+    const stream = streamHandleFor(opts?.stream as Stream | undefined, this.device, "options.stream");
+    if (host.length === 0) return;
+    check(native().mla_kv_memcpy_htod(this.device, ptr, host, host.byteLength, stream), "mla_kv_memcpy_htod");
+  }
+
+  /**
+   * Copies this tensor to a new host array. Waits for `options.stream` (so earlier writes on it
+   * are visible), then runs {@link checkErrors}: reading a cache back is when a caller wants to
+   * know that some rows were skipped.
+   *
+   * @throws {MlaKvError} `OUT_OF_RANGE_LOC` when earlier writes skipped rows (the copy itself
+   * completed; call again to get the data).
+   */
+  download(options?: CopyOptions): HostArrayOf[D] {
+    const ptr = this.ptr;
+    const opts = validateOptionKeys(options, "options", ["stream"]);
+    this.#assertContiguous("download");
+    const stream = streamHandleFor(opts?.stream as Stream | undefined, this.device, "options.stream");
+    const host = new DTYPES[this.dtype].HostArray(this.numel) as HostArrayOf[D];
+    const symbols = native();
+    if (host.length > 0) {
+      check(symbols.mla_kv_memcpy_dtoh(this.device, host, ptr, host.byteLength, stream), "mla_kv_memcpy_dtoh");
+    }
+    check(symbols.mla_kv_stream_synchronize(this.device, stream), "mla_kv_stream_synchronize");
+    checkErrors(this.device);
+    return host;
+  }
+
+  /**
+   * A view of `length` entries of dimension `dim` starting at `start`: same strides, shifted
+   * address. This is how strided sources are made, e.g. the nope and rope parts of one wider
+   * projection: `kv.narrow(1, 0, 512)` and `kv.narrow(1, 512, 64)`. Negative `dim` counts from
+   * the end.
+   */
+  narrow(dim: number, start: number, length: number): DeviceTensor<D> {
+    this.#assertLive("narrow");
+    const rank = this.shape.length;
+    if (!Number.isInteger(dim) || dim < -rank || dim >= rank) {
+      throw invalidArgument("dim", `expected an integer in [${-rank}, ${rank}) for shape [${this.shape.join(", ")}], got ${describeValue(dim)}`);
+    }
+    const d = dim < 0 ? dim + rank : dim;
+    const size = this.shape[d]!;
+    if (!Number.isSafeInteger(start) || start < 0 || start > size) {
+      throw invalidArgument("start", `expected an integer in [0, ${size}] (dimension ${d} has size ${size}), got ${describeValue(start)}`);
+    }
+    if (!Number.isSafeInteger(length) || length < 0 || start + length > size) {
+      throw invalidArgument("length", `expected an integer in [0, ${size - start}] (dimension ${d} has size ${size}, start ${start}), got ${describeValue(length)}`);
+    }
+    const shape = [...this.shape];
+    shape[d] = length;
+    return this.#derive(this.#ptr + start * this.strides[d]! * this.elementBytes, Object.freeze(shape), this.strides);
+  }
+
+  /** A contiguous view with another shape of the same element count, e.g. [n, d] → [n, 1, d]. */
+  view(shape: readonly number[]): DeviceTensor<D> {
+    this.#assertLive("view");
+    const newShape = validateShape(shape, "shape", true);
+    this.#assertContiguous("view");
+    const count = newShape.reduce((a, b) => a * b, 1);
+    if (count !== this.numel) {
+      throw invalidArgument("shape", `expected ${this.numel} elements (shape [${this.shape.join(", ")}]), got [${newShape.join(", ")}] with ${count}`);
+    }
+    return this.#derive(this.#ptr, newShape, Object.freeze(contiguousStrides(newShape)));
+  }
+
+  /**
+   * Frees the device memory of an owned tensor (its views become disposed too); for views and
+   * wrapped pointers only marks this object disposed. Safe to call twice.
+   */
+  free(): void {
+    if (this.disposed) {
+      this.#disposed = true;
+      return;
+    }
+    if (this.owned) {
+      check(native().mla_kv_free(this.device, this.#ptr), "mla_kv_free");
+      this.#allocation.freed = true;
+    }
+    this.#disposed = true;
+  }
+
+  [Symbol.dispose](): void {
+    this.free();
+  }
+
+  #derive(ptr: number, shape: readonly number[], strides: readonly number[]): DeviceTensor<D> {
+    return new DeviceTensor({ device: this.device, ptr, dtype: this.dtype, shape, strides, owned: false, allocation: this.#allocation });
+  }
+
+  #assertLive(operation: string): void {
+    if (this.disposed) {
+      const why = this.#disposed ? "this tensor was freed" : "the tensor it views was freed";
+      throw new MlaKvError("DISPOSED", `cannot use ${operation} of a disposed DeviceTensor: ${why}`, "tensor");
+    }
+  }
+
+  #assertContiguous(operation: string): void {
+    if (!this.isContiguous()) {
+      throw invalidArgument(
+        "tensor",
+        `${operation} needs a contiguous tensor, got shape [${this.shape.join(", ")}] with strides [${this.strides.join(", ")}]`,
+      );
+    }
+  }
+}
+
+/** Allocates an uninitialised contiguous tensor on `options.device` (default 0). */
+export function allocTensor<D extends DType>(dtype: D, shape: readonly number[], options?: AllocOptions): DeviceTensor<D> {
+  validateDType(dtype, "dtype");
+  // Zero-sized allocations are refused: CUDA may return NULL for them, and a NULL tensor is
+  // indistinguishable from a bug downstream.
+  const dims = validateShape(shape, "shape", false);
+  const opts = validateOptionKeys(options, "options", ["device"]);
+  const device = validateDevice(opts?.device ?? 0, "options.device");
+  const bytes = dims.reduce((a, b) => a * b, 1) * DTYPES[dtype].bytes;
+  if (!Number.isSafeInteger(bytes)) throw invalidArgument("shape", `expected at most 2^53 - 1 bytes, got [${dims.join(", ")}] of ${dtype}`);
+  const out = new BigUint64Array(1);
+  check(native().mla_kv_malloc(device, bytes, out), "mla_kv_malloc");
+  return new DeviceTensor({
+    device,
+    ptr: Number(out[0]),
+    dtype,
+    shape: dims,
+    strides: Object.freeze(contiguousStrides(dims)),
+    owned: true,
+    allocation: { freed: false },
+  });
+}
+
+/**
+ * Allocates a tensor of `shape` and copies `host` into it (ordered on `options.stream`).
+ *
+ * @example
+ * ```ts
+ * const loc = fromHost(new BigInt64Array([5n, 9n, -1n]), "i64", [3]);
+ * ```
+ */
+export function fromHost<D extends DType>(
+  host: HostArrayOf[D],
+  dtype: D,
+  shape: readonly number[],
+  options?: AllocOptions & CopyOptions,
+): DeviceTensor<D> {
+  const opts = validateOptionKeys(options, "options", ["device", "stream"]);
+  const tensor = allocTensor(dtype, shape, opts?.device === undefined ? undefined : { device: opts.device as number });
+  try {
+    tensor.upload(host, opts?.stream === undefined ? undefined : { stream: opts.stream as Stream });
+  } catch (error) {
+    tensor.free();
+    throw error;
+  }
+  return tensor;
+}
+
+/** Describes memory that someone else allocated; see {@link wrapDevicePointer}. */
+export interface WrapDevicePointerInit<D extends DType> {
+  /** Device address of element [0, 0, …]; a number or bigint, never 0. */
+  ptr: number | bigint;
+  dtype: D;
+  /** Dimensions may be 0 (an empty batch). */
+  shape: readonly number[];
+  /** In elements; default: contiguous row-major. */
+  strides?: readonly number[];
+  /** CUDA device index; default 0. */
+  device?: number;
+}
+
+/**
+ * A tensor over memory owned by someone else (another library, a framework's allocator). Its
+ * `free()` never frees the memory; it only marks this object disposed.
+ *
+ * @example
+ * ```ts
+ * const kvBuffer = wrapDevicePointer({ ptr: cacheAddress, dtype: "bf16", shape: [pages, 64, 576] });
+ * ```
+ */
+export function wrapDevicePointer<D extends DType>(init: WrapDevicePointerInit<D>): DeviceTensor<D> {
+  const fields = validateOptionKeys(init, "init", ["ptr", "dtype", "shape", "strides", "device"]);
+  if (fields === undefined) throw invalidArgument("init", "expected { ptr, dtype, shape, strides?, device? }, got undefined");
+  const ptr = validatePointer(fields.ptr, "ptr");
+  const dtype = validateDType(fields.dtype, "dtype") as D;
+  const shape = validateShape(fields.shape, "shape", true);
+  const strides = fields.strides === undefined ? Object.freeze(contiguousStrides(shape)) : validateStrides(fields.strides, shape, "strides");
+  const device = validateDevice(fields.device ?? 0, "device");
+  return new DeviceTensor({ device, ptr, dtype, shape, strides, owned: false, allocation: { freed: false } });
+}

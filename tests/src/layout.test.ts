@@ -1,0 +1,237 @@
+import { describe, expect, it } from "bun:test";
+import { MlaKvError } from "../../src/errors.ts";
+import { planSetMlaKvBuffer, tmaMisalignments, type SetMlaKvBufferPlan } from "../../src/layout.ts";
+import type { DeviceTensor } from "../../src/tensor.ts";
+import { fake, fakeAddress } from "../helpers/fake_tensors.ts";
+
+/** A valid DeepSeek-V3-like write: 576-wide bf16 rows (512 nope + 64 rope), n = 4, int64 loc. */
+function deepseek(n = 4) {
+  return {
+    kvBuffer: fake("bf16", [1024, 576]) as DeviceTensor,
+    loc: fake("i64", [n]) as DeviceTensor,
+    kNope: fake("bf16", [n, 512]) as DeviceTensor,
+    kRope: fake("bf16", [n, 64]) as DeviceTensor,
+  };
+}
+
+function plan(args: ReturnType<typeof deepseek>, options?: { device?: number }): SetMlaKvBufferPlan {
+  return planSetMlaKvBuffer(args.kvBuffer, args.loc, args.kNope, args.kRope, options);
+}
+
+function thrown(fn: () => unknown): MlaKvError {
+  try {
+    fn();
+  } catch (error) {
+    if (error instanceof MlaKvError) return error;
+    throw error;
+  }
+  throw new Error("expected an MlaKvError, but nothing was thrown");
+}
+
+describe("planSetMlaKvBuffer", () => {
+  describe("with valid tensors", () => {
+    it("derives every byte count and address of a contiguous bf16 write", () => {
+      const args = deepseek(4);
+      const p = plan(args);
+      expect(p).toEqual({
+        device: 0,
+        cachePtr: args.kvBuffer.ptr,
+        capacity: 1024,
+        cacheRowStrideBytes: 1152,
+        locPtr: args.loc.ptr,
+        locBytes: 8,
+        n: 4,
+        nopePtr: args.kNope.ptr,
+        nopeRowStrideBytes: 1024,
+        nopeBytes: 1024,
+        ropePtr: args.kRope.ptr,
+        ropeRowStrideBytes: 128,
+        ropeBytes: 128,
+        tmaAligned: true,
+      });
+    });
+
+    it("collapses a paged [pages, pageSize, width] cache into pages * pageSize slots", () => {
+      const args = { ...deepseek(), kvBuffer: fake("bf16", [32, 64, 576]) as DeviceTensor };
+      const p = plan(args);
+      expect(p.capacity).toBe(32 * 64);
+      expect(p.cacheRowStrideBytes).toBe(1152);
+    });
+
+    it("accepts a [slots, 1, width] cache and ignores the stride of its unit dimension", () => {
+      const args = { ...deepseek(), kvBuffer: fake("bf16", [100, 1, 576], { strides: [576, 12345, 1] }) as DeviceTensor };
+      expect(plan(args).capacity).toBe(100);
+      expect(plan(args).cacheRowStrideBytes).toBe(1152);
+    });
+
+    it("uses a padded row stride of the cache, leaving the bytes past the row alone", () => {
+      const args = { ...deepseek(), kvBuffer: fake("bf16", [10, 640], { strides: [640, 1] }).narrow(1, 0, 576) as DeviceTensor };
+      const p = plan(args);
+      expect(p.cacheRowStrideBytes).toBe(1280);
+      expect(p.capacity).toBe(10);
+    });
+
+    it("reads strided kNope and kRope from the two parts of one wider tensor", () => {
+      const kv = fake("bf16", [4, 576]);
+      const args = { ...deepseek(4), kNope: kv.narrow(1, 0, 512) as DeviceTensor, kRope: kv.narrow(1, 512, 64) as DeviceTensor };
+      const p = plan(args);
+      expect(p.nopePtr).toBe(kv.ptr);
+      expect(p.ropePtr).toBe(kv.ptr + 1024);
+      expect(p.nopeRowStrideBytes).toBe(1152);
+      expect(p.ropeRowStrideBytes).toBe(1152);
+      expect(p.nopeBytes).toBe(1024);
+      expect(p.ropeBytes).toBe(128);
+    });
+
+    it("accepts [n, 1, d] sources and an [n, 1] loc", () => {
+      const args = {
+        ...deepseek(3),
+        loc: fake("i32", [3, 1]) as DeviceTensor,
+        kNope: fake("bf16", [3, 1, 512]) as DeviceTensor,
+        kRope: fake("bf16", [3, 1, 64]) as DeviceTensor,
+      };
+      const p = plan(args);
+      expect(p.n).toBe(3);
+      expect(p.locBytes).toBe(4);
+      expect(p.nopeRowStrideBytes).toBe(1024);
+    });
+
+    it("accepts n = 0 so that the caller can launch nothing", () => {
+      const p = plan(deepseek(0));
+      expect(p.n).toBe(0);
+    });
+
+    it("accepts rows narrower than the cache row, leaving the rest of the row to the caller", () => {
+      const args = { ...deepseek(2), kNope: fake("bf16", [2, 256]) as DeviceTensor, kRope: fake("bf16", [2, 32]) as DeviceTensor };
+      const p = plan(args);
+      expect(p.nopeBytes + p.ropeBytes).toBe(576);
+      expect(p.cacheRowStrideBytes).toBe(1152);
+    });
+
+    it("accepts an empty rope part, as caches that store no rope need", () => {
+      const args = { ...deepseek(2), kRope: fake("bf16", [2, 0]) as DeviceTensor };
+      expect(plan(args).ropeBytes).toBe(0);
+    });
+
+    it("counts one byte per element for fp8 and u8 caches", () => {
+      for (const dtype of ["fp8_e4m3", "fp8_e5m2", "u8"] as const) {
+        const p = planSetMlaKvBuffer(fake(dtype, [8, 656]), fake("i64", [2]), fake(dtype, [2, 512]), fake(dtype, [2, 144]));
+        expect(p.nopeBytes).toBe(512);
+        expect(p.ropeBytes).toBe(144);
+        expect(p.cacheRowStrideBytes).toBe(656);
+      }
+    });
+
+    it("accepts matching options.device", () => {
+      const args = {
+        kvBuffer: fake("fp16", [16, 576], { device: 1 }) as DeviceTensor,
+        loc: fake("i32", [1], { device: 1 }) as DeviceTensor,
+        kNope: fake("fp16", [1, 512], { device: 1 }) as DeviceTensor,
+        kRope: fake("fp16", [1, 64], { device: 1 }) as DeviceTensor,
+      };
+      expect(plan(args, { device: 1 }).device).toBe(1);
+    });
+  });
+
+  describe("with invalid tensors", () => {
+    // Each case: a sentence, the arguments (built from a valid write), the argument to blame and a
+    // fragment of the message that says what was expected.
+    const cases: Array<[string, () => ReturnType<typeof deepseek>, string, string]> = [
+      ["refuses a kRope whose dtype differs from the cache's", () => ({ ...deepseek(), kRope: fake("fp16", [4, 64]) as DeviceTensor }), "kRope", "expected dtype bf16 (the cache's dtype), got fp16"],
+      ["refuses a kNope whose dtype differs from the cache's", () => ({ ...deepseek(), kNope: fake("fp8_e4m3", [4, 512]) as DeviceTensor }), "kNope", "expected dtype bf16 (the cache's dtype), got fp8_e4m3"],
+      ["refuses a cache of a dtype that is not a row dtype", () => ({ ...deepseek(), kvBuffer: fake("i32", [64, 576]) as DeviceTensor }), "kvBuffer", "expected dtype bf16, fp16, u8, fp8_e4m3 or fp8_e5m2, got i32"],
+      ["refuses a loc that is not an integer tensor", () => ({ ...deepseek(), loc: fake("bf16", [4]) as DeviceTensor }), "loc", "expected dtype i32 or i64, got bf16"],
+      ["refuses a kRope with too many columns to fit after kNope", () => ({ ...deepseek(), kRope: fake("bf16", [4, 128]) as DeviceTensor }), "kRope", "expected at most 64 columns of bf16 to fit the cache row (width 576, of which kNope uses 512), got 128"],
+      ["refuses a kNope wider than the cache row", () => ({ ...deepseek(), kNope: fake("bf16", [4, 600]) as DeviceTensor }), "kNope", "expected at most 576 columns of bf16 (the cache row width), got 600"],
+      ["refuses a kNope with fewer rows than loc", () => ({ ...deepseek(4), kNope: fake("bf16", [3, 512]) as DeviceTensor }), "kNope", "expected 4 rows (as many as loc), got 3"],
+      ["refuses a kRope with more rows than loc", () => ({ ...deepseek(4), kRope: fake("bf16", [5, 64]) as DeviceTensor }), "kRope", "expected 4 rows (as many as loc), got 5"],
+      ["refuses a 1-D cache", () => ({ ...deepseek(), kvBuffer: fake("bf16", [576]) as DeviceTensor }), "kvBuffer", "expected at least 2 dimensions"],
+      ["refuses a cache whose last dimension is strided", () => ({ ...deepseek(), kvBuffer: fake("bf16", [64, 576], { strides: [1152, 2] }) as DeviceTensor }), "kvBuffer", "expected a contiguous last dimension (stride 1), got strides [1152, 2]"],
+      ["refuses a paged cache whose pages do not step uniformly", () => ({ ...deepseek(), kvBuffer: fake("bf16", [8, 16, 576], { strides: [16 * 576 + 64, 576, 1] }) as DeviceTensor }), "kvBuffer", "collapse into slots with one uniform stride"],
+      ["refuses a cache whose rows overlap", () => ({ ...deepseek(), kvBuffer: fake("bf16", [64, 576], { strides: [512, 1] }) as DeviceTensor }), "kvBuffer", "expected a row stride of at least the row width 576"],
+      ["refuses a cache with no slots", () => ({ ...deepseek(), kvBuffer: fake("bf16", [0, 576]) as DeviceTensor }), "kvBuffer", "expected at least one slot"],
+      ["refuses a kNope of rank 1", () => ({ ...deepseek(), kNope: fake("bf16", [512]) as DeviceTensor }), "kNope", "expected shape [n, d] or [n, 1, d], got [512]"],
+      ["refuses a 3-D kRope whose middle dimension is not 1", () => ({ ...deepseek(4), kRope: fake("bf16", [4, 2, 32]) as DeviceTensor }), "kRope", "expected shape [n, d] or [n, 1, d], got [4, 2, 32]"],
+      ["refuses a kNope whose columns are strided", () => ({ ...deepseek(4), kNope: fake("bf16", [4, 512], { strides: [1024, 2] }) as DeviceTensor }), "kNope", "expected a contiguous last dimension (stride 1)"],
+      ["refuses a kRope whose rows overlap", () => ({ ...deepseek(4), kRope: fake("bf16", [4, 64], { strides: [32, 1] }) as DeviceTensor }), "kRope", "expected a row stride of at least 64 elements so that rows do not overlap, got 32"],
+      ["refuses a loc that is not a vector", () => ({ ...deepseek(4), loc: fake("i64", [2, 2]) as DeviceTensor }), "loc", "expected shape [n] or [n, 1], got [2, 2]"],
+      ["refuses a strided loc", () => ({ ...deepseek(4), loc: fake("i64", [4], { strides: [2] }) as DeviceTensor }), "loc", "expected a contiguous vector (stride 1), got strides [2]"],
+      ["refuses a loc that is not aligned to its elements", () => ({ ...deepseek(4), loc: fake("i64", [4], { ptr: fakeAddress(99) + 4 }) as DeviceTensor }), "loc", "expected an address aligned to its 8-byte elements"],
+      ["refuses kNope and kRope that are both empty", () => ({ ...deepseek(2), kNope: fake("bf16", [2, 0]) as DeviceTensor, kRope: fake("bf16", [2, 0]) as DeviceTensor }), "kNope", "expected at least one column in kNope or kRope"],
+      ["refuses a kRope on another device than the cache", () => ({ ...deepseek(), kRope: fake("bf16", [4, 64], { device: 1 }) as DeviceTensor }), "kRope", "expected a tensor on device 0 (kvBuffer's device), got device 1"],
+      ["refuses a loc on another device than the cache", () => ({ ...deepseek(), loc: fake("i64", [4], { device: 2 }) as DeviceTensor }), "loc", "expected a tensor on device 0 (kvBuffer's device), got device 2"],
+      ["refuses a kvBuffer that is not a DeviceTensor", () => ({ ...deepseek(), kvBuffer: new Uint16Array(4) as unknown as DeviceTensor }), "kvBuffer", "expected a DeviceTensor, got a Uint16Array"],
+      ["refuses a missing kNope", () => ({ ...deepseek(), kNope: undefined as unknown as DeviceTensor }), "kNope", "expected a DeviceTensor, got undefined"],
+    ];
+
+    for (const [sentence, build, argument, fragment] of cases) {
+      it(sentence, () => {
+        const error = thrown(() => plan(build()));
+        expect(error.code).toBe("INVALID_ARGUMENT");
+        expect(error.argument).toBe(argument);
+        expect(error.message).toStartWith(`${argument}: `);
+        expect(error.message).toContain(fragment);
+      });
+    }
+
+    it("refuses a cache on another device than options.device", () => {
+      const error = thrown(() => plan(deepseek(), { device: 3 }));
+      expect(error.code).toBe("INVALID_ARGUMENT");
+      expect(error.argument).toBe("kvBuffer");
+      expect(error.message).toContain("expected a tensor on device 3 (options.device), got device 0");
+    });
+
+    it("refuses a negative options.device", () => {
+      const error = thrown(() => plan(deepseek(), { device: -1 }));
+      expect(error.argument).toBe("options.device");
+    });
+
+    it("refuses a freed source with DISPOSED, naming it", () => {
+      const args = deepseek();
+      args.kRope.free();
+      const error = thrown(() => plan(args));
+      expect(error.code).toBe("DISPOSED");
+      expect(error.argument).toBe("kRope");
+    });
+  });
+
+  describe("tmaAligned", () => {
+    it("is true when every address, row stride and row size is a multiple of 16 bytes", () => {
+      expect(plan(deepseek()).tmaAligned).toBe(true);
+    });
+
+    it("is false for a rope row of 8 bytes (4 bf16 columns), and names it", () => {
+      const args = { ...deepseek(2), kNope: fake("bf16", [2, 512]) as DeviceTensor, kRope: fake("bf16", [2, 4]) as DeviceTensor };
+      const p = plan(args);
+      expect(p.tmaAligned).toBe(false);
+      expect(tmaMisalignments(p)).toEqual(["ropeRowStrideBytes = 8", "ropeBytes = 8"]);
+    });
+
+    it("is false for a source that starts 8 bytes into an allocation", () => {
+      const wide = fake("bf16", [4, 580]);
+      const args = { ...deepseek(4), kNope: wide.narrow(1, 4, 512) as DeviceTensor };
+      const p = plan(args);
+      expect(p.tmaAligned).toBe(false);
+      expect(tmaMisalignments(p)).toContain(`nopePtr = 0x${(wide.ptr + 8).toString(16)}`);
+      // 580 bf16 = 1160 bytes per row, not a multiple of 16 either.
+      expect(tmaMisalignments(p)).toContain("nopeRowStrideBytes = 1160");
+    });
+
+    it("is false for a cache whose row stride is not a multiple of 16 bytes", () => {
+      const args = { ...deepseek(), kvBuffer: fake("bf16", [64, 580]) as DeviceTensor };
+      const p = plan(args);
+      expect(p.tmaAligned).toBe(false);
+      expect(tmaMisalignments(p)).toEqual(["cacheRowStrideBytes = 1160"]);
+    });
+
+    it("ignores the alignment of loc beyond its element size, as the library does", () => {
+      const args = { ...deepseek(4), loc: fake("i32", [4], { ptr: fakeAddress(77) + 4 }) as DeviceTensor };
+      expect(plan(args).tmaAligned).toBe(true);
+    });
+
+    it("is true for an fp8 656-byte row split 512 + 144", () => {
+      const p = planSetMlaKvBuffer(fake("fp8_e4m3", [8, 656]), fake("i64", [2]), fake("fp8_e4m3", [2, 512]), fake("fp8_e4m3", [2, 144]));
+      expect(p.tmaAligned).toBe(true);
+    });
+  });
+});

@@ -1,0 +1,189 @@
+import { describe, expect, it } from "bun:test";
+import { MlaKvError } from "../../src/errors.ts";
+import { Stream } from "../../src/stream.ts";
+import { allocTensor, fromHost, wrapDevicePointer } from "../../src/tensor.ts";
+import { fake, fakeAddress } from "../helpers/fake_tensors.ts";
+
+function thrown(fn: () => unknown): MlaKvError {
+  try {
+    fn();
+  } catch (error) {
+    if (error instanceof MlaKvError) return error;
+    throw error;
+  }
+  throw new Error("expected an MlaKvError, but nothing was thrown");
+}
+
+describe("wrapDevicePointer", () => {
+  it("describes foreign memory with contiguous strides by default and does not own it", () => {
+    const t = wrapDevicePointer({ ptr: fakeAddress(1), dtype: "bf16", shape: [8, 16, 576] });
+    expect(t.ptr).toBe(fakeAddress(1));
+    expect(t.strides).toEqual([9216, 576, 1]);
+    expect(t.owned).toBe(false);
+    expect(t.device).toBe(0);
+    expect(t.numel).toBe(8 * 16 * 576);
+    expect(t.elementBytes).toBe(2);
+    expect(t.isContiguous()).toBe(true);
+  });
+
+  it("accepts a bigint address and explicit strides and device", () => {
+    const t = wrapDevicePointer({ ptr: BigInt(fakeAddress(2)), dtype: "i64", shape: [4], strides: [1], device: 3 });
+    expect(t.ptr).toBe(fakeAddress(2));
+    expect(t.device).toBe(3);
+  });
+
+  const cases: Array<[string, Record<string, unknown>, string, string]> = [
+    ["refuses a NULL address", { ptr: 0, dtype: "bf16", shape: [4] }, "ptr", "expected a non-NULL device address"],
+    ["refuses an address beyond 2^53", { ptr: 2n ** 60n, dtype: "bf16", shape: [4] }, "ptr", "expected a non-NULL device address"],
+    ["refuses an unknown dtype", { ptr: 4096, dtype: "f32", shape: [4] }, "dtype", 'got "f32"'],
+    ["refuses a negative dimension", { ptr: 4096, dtype: "bf16", shape: [4, -1] }, "shape", "got -1 at index 1"],
+    ["refuses strides of the wrong rank", { ptr: 4096, dtype: "bf16", shape: [4, 4], strides: [4] }, "strides", "expected 2 strides"],
+    ["refuses a fractional device", { ptr: 4096, dtype: "bf16", shape: [4], device: 0.5 }, "device", "expected a device index"],
+    ["refuses an unknown field", { ptr: 4096, dtype: "bf16", shape: [4], stride: [1] }, "init.stride", "unknown option"],
+  ];
+  for (const [sentence, init, argument, fragment] of cases) {
+    it(sentence, () => {
+      const error = thrown(() => wrapDevicePointer(init as never));
+      expect(error.code).toBe("INVALID_ARGUMENT");
+      expect(error.argument).toBe(argument);
+      expect(error.message).toContain(fragment);
+    });
+  }
+});
+
+describe("DeviceTensor views", () => {
+  it("narrows a dimension by shifting the address and keeping the strides", () => {
+    const kv = fake("bf16", [4, 576]);
+    const rope = kv.narrow(1, 512, 64);
+    expect(rope.ptr).toBe(kv.ptr + 512 * 2);
+    expect(rope.shape).toEqual([4, 64]);
+    expect(rope.strides).toEqual([576, 1]);
+    expect(rope.isContiguous()).toBe(false);
+    expect(rope.owned).toBe(false);
+  });
+
+  it("narrows along rows by whole row strides, and counts a negative dim from the end", () => {
+    const kv = fake("fp8_e4m3", [10, 656]);
+    expect(kv.narrow(0, 3, 2).ptr).toBe(kv.ptr + 3 * 656);
+    expect(kv.narrow(-1, 512, 144).ptr).toBe(kv.ptr + 512);
+  });
+
+  it("allows an empty narrow at the end of a dimension", () => {
+    const loc = fake("i64", [8]);
+    expect(loc.narrow(0, 8, 0).shape).toEqual([0]);
+  });
+
+  it("refuses a narrow that runs past the end, saying how much room there is", () => {
+    const error = thrown(() => fake("bf16", [4, 576]).narrow(1, 512, 128));
+    expect(error.argument).toBe("length");
+    expect(error.message).toContain("expected an integer in [0, 64]");
+  });
+
+  it("refuses a narrow of a dimension that does not exist", () => {
+    expect(thrown(() => fake("bf16", [4, 576]).narrow(2, 0, 1)).argument).toBe("dim");
+  });
+
+  it("reshapes a contiguous tensor to [n, 1, d] with contiguous strides", () => {
+    const v = fake("bf16", [4, 512]).view([4, 1, 512]);
+    expect(v.shape).toEqual([4, 1, 512]);
+    expect(v.strides).toEqual([512, 512, 1]);
+  });
+
+  it("refuses to view a tensor with a different element count", () => {
+    expect(thrown(() => fake("bf16", [4, 512]).view([4, 500])).message).toContain("expected 2048 elements");
+  });
+
+  it("refuses to view a strided tensor", () => {
+    const error = thrown(() => fake("bf16", [4, 576]).narrow(1, 0, 512).view([2048]));
+    expect(error.message).toContain("view needs a contiguous tensor");
+  });
+});
+
+describe("DeviceTensor disposal", () => {
+  it("throws DISPOSED when a freed tensor's address is read", () => {
+    const t = fake("bf16", [4, 576]);
+    t.free();
+    expect(t.disposed).toBe(true);
+    const error = thrown(() => t.ptr);
+    expect(error.code).toBe("DISPOSED");
+    expect(() => t.narrow(0, 0, 1)).toThrow("disposed");
+  });
+
+  it("frees twice without complaint", () => {
+    const t = fake("bf16", [4]);
+    t.free();
+    expect(() => t.free()).not.toThrow();
+  });
+
+  it("disposes through a using declaration", () => {
+    let escaped;
+    {
+      using t = fake("i32", [4]);
+      escaped = t;
+    }
+    expect(escaped.disposed).toBe(true);
+  });
+
+  it("keeps views of wrapped memory usable after the wrapper is freed, as the memory is not ours", () => {
+    const base = fake("bf16", [4, 576]);
+    const address = base.ptr;
+    const view = base.narrow(1, 0, 512);
+    base.free();
+    expect(view.disposed).toBe(false);
+    expect(view.ptr).toBe(address);
+  });
+
+  it("disposes only the view when a view is freed", () => {
+    const base = fake("bf16", [4, 576]);
+    const view = base.narrow(1, 0, 512);
+    view.free();
+    expect(view.disposed).toBe(true);
+    expect(base.disposed).toBe(false);
+  });
+});
+
+describe("DeviceTensor copies (argument checks, before anything reaches the GPU)", () => {
+  it("refuses to upload the wrong host array type for the dtype", () => {
+    const error = thrown(() => fake("bf16", [4]).upload(new Float32Array(4) as never));
+    expect(error.argument).toBe("host");
+    expect(error.message).toBe("host: expected a Uint16Array for dtype bf16, got a Float32Array");
+  });
+
+  it("refuses to upload a host array of the wrong length", () => {
+    expect(thrown(() => fake("i64", [4]).upload(new BigInt64Array(3))).message).toBe("host: expected 4 elements for shape [4], got 3");
+  });
+
+  it("refuses to upload into a strided view", () => {
+    expect(thrown(() => fake("bf16", [4, 576]).narrow(1, 0, 512).upload(new Uint16Array(2048))).message).toContain("upload needs a contiguous tensor");
+  });
+
+  it("refuses to download a strided view", () => {
+    expect(thrown(() => fake("bf16", [4, 576]).narrow(1, 0, 64).download()).message).toContain("download needs a contiguous tensor");
+  });
+
+  it("refuses a stream on another device", () => {
+    const error = thrown(() => fake("u8", [4]).upload(new Uint8Array(4), { stream: Stream.default(1) }));
+    expect(error.argument).toBe("options.stream");
+    expect(error.message).toBe("options.stream: expected a stream on device 0, got one on device 1");
+  });
+
+  it("refuses an unknown copy option", () => {
+    expect(thrown(() => fake("u8", [4]).upload(new Uint8Array(4), { sync: true } as never)).argument).toBe("options.sync");
+  });
+});
+
+describe("allocTensor and fromHost (argument checks)", () => {
+  it("refuses a zero-sized allocation", () => {
+    const error = thrown(() => allocTensor("bf16", [0, 576]));
+    expect(error.argument).toBe("shape");
+    expect(error.message).toContain("integers >= 1");
+  });
+
+  it("refuses an unknown dtype", () => {
+    expect(thrown(() => allocTensor("float" as never, [4])).argument).toBe("dtype");
+  });
+
+  it("refuses an unknown option of fromHost", () => {
+    expect(thrown(() => fromHost(new Uint8Array(4), "u8", [4], { devcie: 0 } as never)).argument).toBe("options.devcie");
+  });
+});
