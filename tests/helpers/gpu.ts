@@ -1,0 +1,129 @@
+/**
+ * What the GPU suites share: whether a usable GPU is here (and if not, the reason that goes into
+ * the skipped describe's name), seeded random bytes, unique random slots, poisoning, and the plain
+ * host reference of the write that every GPU result is compared with byte for byte.
+ */
+import { deviceCount, deviceInfo, type DeviceInfo } from "../../mod.ts";
+import { native } from "../../ffi/native.ts";
+import type { DeviceTensor } from "../../src/tensor.ts";
+
+export type GpuProbe = { ok: true; info: DeviceInfo } | { ok: false; reason: string };
+
+let probed: GpuProbe | undefined;
+
+/** Probes device 0 once; never throws. */
+export function probeGpu(): GpuProbe {
+  if (probed) return probed;
+  try {
+    const count = deviceCount();
+    probed = count > 0 ? { ok: true, info: deviceInfo(0) } : { ok: false, reason: "the driver reports no GPU" };
+  } catch (error) {
+    // Keep the reason short: it is repeated in the name of every skipped test.
+    const message = error instanceof Error ? error.message : String(error);
+    const cudaName = /\((cuda[A-Za-z]+)\)/.exec(message)?.[1];
+    probed = { ok: false, reason: cudaName ? `no usable NVIDIA GPU, ${cudaName}` : message.split("\n")[0]!.slice(0, 120) };
+  }
+  return probed;
+}
+
+/** `name`, or `name (skipped: reason)` when there is no GPU, so the skip shows in the test list. */
+export function gpuSuiteName(name: string): string {
+  const gpu = probeGpu();
+  return gpu.ok ? `${name} on ${gpu.info.name}` : `${name} (skipped: ${gpu.reason})`;
+}
+
+/** A small seeded generator (xorshift128+), so failures reproduce from the printed seed. */
+export class Rng {
+  #s0: bigint;
+  #s1: bigint;
+  constructor(readonly seed: number) {
+    this.#s0 = BigInt(seed) * 0x9e3779b97f4a7c15n + 1n;
+    this.#s1 = (BigInt(seed) ^ 0x6a09e667f3bcc909n) | 1n;
+    for (let i = 0; i < 8; ++i) this.next32();
+  }
+  next32(): number {
+    const mask = (1n << 64n) - 1n;
+    let s1 = this.#s0;
+    const s0 = this.#s1;
+    this.#s0 = s0;
+    s1 = (s1 ^ (s1 << 23n)) & mask;
+    this.#s1 = s1 ^ s0 ^ (s1 >> 17n) ^ (s0 >> 26n);
+    return Number((this.#s1 + s0) & 0xffffffffn);
+  }
+  /** Uniform integer in [0, n). */
+  below(n: number): number {
+    return Math.floor((this.next32() / 0x100000000) * n);
+  }
+  /** `length` random bytes, never all zeros (a cheap xorshift32 stream seeded from this generator). */
+  bytes(length: number): Uint8Array {
+    const out = new Uint8Array(length);
+    const words = new Uint32Array(out.buffer, 0, length >>> 2);
+    let x = this.next32() | 1;
+    for (let i = 0; i < words.length; ++i) {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      words[i] = x >>> 0;
+    }
+    for (let i = words.length * 4; i < length; ++i) out[i] = this.below(256);
+    return out;
+  }
+  /** `n` distinct slots drawn from [0, capacity). */
+  uniqueSlots(n: number, capacity: number): number[] {
+    const all = Array.from({ length: capacity }, (_, i) => i);
+    for (let i = 0; i < n; ++i) {
+      const j = i + this.below(capacity - i);
+      [all[i], all[j]] = [all[j]!, all[i]!];
+    }
+    return all.slice(0, n);
+  }
+}
+
+/** The poison byte the cache is filled with before every write: any byte left unwritten shows. */
+export const POISON = 0xa5;
+
+/** Fills a tensor's whole allocation span with POISON on the device. */
+export function poison(tensor: DeviceTensor, bytes: number): void {
+  const status = native().mla_kv_memset(tensor.device, tensor.ptr, POISON, bytes, 0);
+  if (status !== 0) throw new Error(`mla_kv_memset failed: ${native().mla_kv_last_error()}`);
+}
+
+/** The bytes of a host array. */
+export function asBytes(a: ArrayBufferView): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
+export interface ReferenceWrite {
+  cache: Uint8Array; // the whole cache as it was before the write (modified in place)
+  cacheRowStride: number;
+  capacity: number;
+  loc: readonly number[];
+  nope: Uint8Array; // the nope source span, row i at i * nopeRowStride
+  nopeRowStride: number;
+  nopeBytes: number;
+  rope: Uint8Array;
+  ropeRowStride: number;
+  ropeBytes: number;
+}
+
+/** The plain reference: row i = [nope[i] | rope[i]] into cache[loc[i]] for 0 <= loc[i] < capacity. */
+export function referenceWrite(w: ReferenceWrite): Uint8Array {
+  w.loc.forEach((slot, i) => {
+    if (slot < 0 || slot >= w.capacity) return;
+    const dst = slot * w.cacheRowStride;
+    w.cache.set(w.nope.subarray(i * w.nopeRowStride, i * w.nopeRowStride + w.nopeBytes), dst);
+    w.cache.set(w.rope.subarray(i * w.ropeRowStride, i * w.ropeRowStride + w.ropeBytes), dst + w.nopeBytes);
+  });
+  return w.cache;
+}
+
+/** null when equal, else where the first difference is, in rows of `rowStride` bytes. */
+export function firstDifference(got: Uint8Array, want: Uint8Array, rowStride: number): string | null {
+  if (got.length !== want.length) return `length ${got.length} != ${want.length}`;
+  if (Buffer.compare(got, want) === 0) return null;
+  let i = 0;
+  while (got[i] === want[i]) ++i;
+  let bad = 0;
+  for (let j = i; j < got.length; ++j) if (got[j] !== want[j]) ++bad;
+  return `first difference at byte ${i} (row ${Math.floor(i / rowStride)}, offset ${i % rowStride}): got ${got[i]} want ${want[i]}; ${bad} bytes differ`;
+}
