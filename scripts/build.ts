@@ -6,6 +6,8 @@
  *   bun run build                 all architectures (what CI and releases build)
  *   MLA_KV_ARCHS=90a bun run build  only sm_90a (a fast local build while iterating on a kernel)
  *   NVCC=/path/to/nvcc bun run build
+ *   bun run build --bench         also the benchmark's reference kernels (build/libmla_kv_bench.so)
+ *                                 and its C host loop (build/host_loop); not part of the package
  */
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync } from "node:fs";
@@ -83,7 +85,27 @@ function main(): number {
   // Rename into place so a process that has the old library open never sees a half-written file.
   renameSync(tmp, output);
   console.log(`build: ${output} (${buildId}) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  if (process.argv.includes("--bench")) return buildBench(nvcc, archs, ptx);
   return existsSync(output) ? 0 : 1;
+}
+
+/** The benchmark's own artifacts: reference kernels in a second library, and the C host loop. */
+function buildBench(nvcc: string, archs: readonly string[], ptx: string | null): number {
+  const steps: string[][] = [
+    [nvcc, "-O3", "-std=c++17", "-shared", "-Xcompiler=-fPIC,-fvisibility=hidden", "--cudart=static", "--threads=0",
+      ...gencodeFlags(archs, ptx), "-o", join(outDir, "libmla_kv_bench.so"), join(root, "bench", "bench_kernels.cu")],
+    ["cc", "-O2", "-std=c11", "-o", join(outDir, "host_loop"), join(root, "bench", "host_loop.c"), `-L${outDir}`,
+      "-lmla_kv", "-Wl,-rpath,$ORIGIN"],
+  ];
+  for (const args of steps) {
+    const run = Bun.spawnSync(args, { stdout: "inherit", stderr: "inherit" });
+    if (run.exitCode !== 0) {
+      console.error(`build: failed (exit ${run.exitCode}):\n  ${args.join(" ")}`);
+      return run.exitCode ?? 1;
+    }
+  }
+  console.log(`build: ${join(outDir, "libmla_kv_bench.so")} and ${join(outDir, "host_loop")}`);
+  return 0;
 }
 
 if (import.meta.main) process.exit(main());

@@ -1,0 +1,97 @@
+/**
+ * Scratch buffers for timing writes under realistic conditions, allocated and freed by mla-kv
+ * itself (never the user's tensors): `layers` caches that together dwarf the L2, sources for up
+ * to `maxN` rows per layer, and random unique slots per layer.
+ */
+import { allocTensor, fromHost, type DeviceTensor } from "../src/tensor.ts";
+import type { DType } from "../src/dtypes.ts";
+import { native } from "../ffi/native.ts";
+
+export interface ScratchLayout {
+  dtype: DType;
+  nopeElems: number;
+  ropeElems: number;
+  locBytes: 4 | 8;
+}
+
+export interface Scratch {
+  layers: number;
+  maxN: number;
+  capacity: number;
+  caches: DeviceTensor[];
+  nope: DeviceTensor[];
+  rope: DeviceTensor[];
+  loc: DeviceTensor[];
+  /** kNope/kRope/loc views of the first n rows of `layer`. */
+  views(layer: number, n: number): { cache: DeviceTensor; loc: DeviceTensor; kNope: DeviceTensor; kRope: DeviceTensor };
+  free(): void;
+}
+
+/** Unique random slots in [0, capacity): a partial Fisher-Yates shuffle, seeded. */
+export function randomSlots(n: number, capacity: number, seed: number): Int32Array {
+  const all = new Int32Array(capacity);
+  for (let i = 0; i < capacity; ++i) all[i] = i;
+  let x = seed | 1;
+  for (let i = 0; i < n; ++i) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    const j = i + ((x >>> 0) % (capacity - i));
+    const t = all[i]!;
+    all[i] = all[j]!;
+    all[j] = t;
+  }
+  return all.slice(0, n);
+}
+
+/**
+ * Allocates the scratch set. Memory: layers × (capacity + maxN) × row bytes, about 1.3 GB for the
+ * defaults with 1152-byte rows. Source bytes are filled with a non-zero pattern on the device
+ * (timing on zeros can flatter a kernel); their values do not matter for timing.
+ */
+export function allocScratch(layout: ScratchLayout, options: { device?: number; layers?: number; maxN?: number; capacity?: number; seed?: number } = {}): Scratch {
+  const device = options.device ?? 0;
+  const layers = options.layers ?? 8;
+  const maxN = options.maxN ?? 65536;
+  const capacity = Math.max(options.capacity ?? 128 * 1024, maxN);
+  const eb = layout.dtype === "u8" || layout.dtype.startsWith("fp8") ? 1 : 2;
+  const width = layout.nopeElems + layout.ropeElems;
+  const owned: DeviceTensor[] = [];
+  const track = <T extends DeviceTensor>(t: T): T => (owned.push(t), t);
+  try {
+    const caches: DeviceTensor[] = [], nope: DeviceTensor[] = [], rope: DeviceTensor[] = [], loc: DeviceTensor[] = [];
+    for (let l = 0; l < layers; ++l) {
+      caches.push(track(allocTensor(layout.dtype, [capacity, width], { device })));
+      nope.push(track(allocTensor(layout.dtype, [maxN, layout.nopeElems], { device })));
+      rope.push(track(allocTensor(layout.dtype, [maxN, layout.ropeElems], { device })));
+      fill(nope[l]!, maxN * layout.nopeElems * eb, 0x3c);
+      fill(rope[l]!, maxN * layout.ropeElems * eb, 0x5a);
+      const slots = randomSlots(maxN, capacity, (options.seed ?? 7) + l * 7919);
+      loc.push(track(layout.locBytes === 8
+        ? fromHost(BigInt64Array.from(slots, (s) => BigInt(s)), "i64", [maxN], { device })
+        : fromHost(slots, "i32", [maxN], { device })));
+    }
+    return {
+      layers, maxN, capacity, caches, nope, rope, loc,
+      views(layer, n) {
+        return {
+          cache: caches[layer]!,
+          loc: loc[layer]!.narrow(0, 0, n),
+          kNope: nope[layer]!.narrow(0, 0, n),
+          kRope: rope[layer]!.narrow(0, 0, n),
+        };
+      },
+      free() {
+        for (const t of owned) t.free();
+      },
+    };
+  } catch (error) {
+    for (const t of owned) t.free();
+    throw error;
+  }
+}
+
+function fill(t: DeviceTensor, bytes: number, value: number): void {
+  const status = native().mla_kv_memset(t.device, t.ptr, value, bytes, 0);
+  if (status !== 0) throw new Error(`mla_kv_memset: ${native().mla_kv_last_error()}`);
+}

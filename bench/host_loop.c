@@ -1,0 +1,65 @@
+/*
+ * host_loop.c — the C side of the host-overhead comparison in `bun run bench`: the same
+ * mla_kv_set_kv_buffer call that setMlaKvBuffer makes, looped from C with no synchronisation, so
+ * calls per second here over calls per second from TypeScript is the cost of the TypeScript layer.
+ * Calls are issued in batches of 256 and only the issuing is timed (the stream is drained between
+ * batches, untimed), so the launch queue never fills and the figure is host cost, not GPU time.
+ *
+ *   build/host_loop <calls> <n> <path 1|2> <warps> <rows>   prints: calls_per_second <x>
+ */
+#define _POSIX_C_SOURCE 199309L
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "../cuda/include/mla_kv.h"
+
+#define CHECK(call)                                                         \
+  do {                                                                      \
+    if ((call) != MLA_KV_OK) {                                              \
+      fprintf(stderr, "%s failed: %s\n", #call, mla_kv_last_error());       \
+      return 1;                                                             \
+    }                                                                       \
+  } while (0)
+
+static double now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+int main(int argc, char** argv) {
+  if (argc != 6) {
+    fprintf(stderr, "usage: %s <calls> <n> <path> <warps> <rows>\n", argv[0]);
+    return 2;
+  }
+  const long calls = atol(argv[1]);
+  const long long n = atoll(argv[2]);
+  const int path = atoi(argv[3]), warps = atoi(argv[4]), rows = atoi(argv[5]);
+  const long long capacity = 1 << 16, nope = 1024, rope = 128, row = nope + rope;
+  void *cache, *loc, *knope, *krope, *stream;
+  CHECK(mla_kv_malloc(0, (unsigned long long)(capacity * row), &cache));
+  CHECK(mla_kv_malloc(0, (unsigned long long)(n * 8), &loc));
+  CHECK(mla_kv_malloc(0, (unsigned long long)(n * nope), &knope));
+  CHECK(mla_kv_malloc(0, (unsigned long long)(n * rope), &krope));
+  CHECK(mla_kv_memset(0, loc, 0, (unsigned long long)(n * 8), NULL)); /* slot 0 for every row: cheap, valid */
+  CHECK(mla_kv_stream_create(0, &stream));
+  for (int warm = 0; warm < 1000; ++warm)
+    CHECK(mla_kv_set_kv_buffer(0, stream, cache, capacity, row, loc, 8, n, knope, nope, nope, krope, rope, rope, path,
+                               warps, rows));
+  CHECK(mla_kv_stream_synchronize(0, stream));
+  const int batch = 256;
+  double issuing = 0;
+  long done = 0;
+  while (done < calls) {
+    const double t0 = now_s();
+    for (int i = 0; i < batch; ++i)
+      CHECK(mla_kv_set_kv_buffer(0, stream, cache, capacity, row, loc, 8, n, knope, nope, nope, krope, rope, rope, path,
+                                 warps, rows));
+    issuing += now_s() - t0;
+    done += batch;
+    CHECK(mla_kv_stream_synchronize(0, stream));
+  }
+  printf("calls_per_second %.1f\n", (double)done / issuing);
+  return 0;
+}
