@@ -5,7 +5,7 @@
  */
 import { allocTensor, fromHost, type DeviceTensor } from "../src/tensor.ts";
 import type { DType } from "../src/dtypes.ts";
-import { native } from "../ffi/native.ts";
+import { check, native } from "../ffi/native.ts";
 
 export interface ScratchLayout {
   dtype: DType;
@@ -67,9 +67,7 @@ export function allocScratch(layout: ScratchLayout, options: { device?: number; 
       fill(nope[l]!, maxN * layout.nopeElems * eb, 0x3c);
       fill(rope[l]!, maxN * layout.ropeElems * eb, 0x5a);
       const slots = randomSlots(maxN, capacity, (options.seed ?? 7) + l * 7919);
-      loc.push(track(layout.locBytes === 8
-        ? fromHost(BigInt64Array.from(slots, (s) => BigInt(s)), "i64", [maxN], { device })
-        : fromHost(slots, "i32", [maxN], { device })));
+      loc.push(track(layout.locBytes === 8 ? fromHost(widen(slots), "i64", [maxN], { device }) : fromHost(slots, "i32", [maxN], { device })));
     }
     return {
       layers, maxN, capacity, caches, nope, rope, loc,
@@ -92,6 +90,13 @@ export function allocScratch(layout: ScratchLayout, options: { device?: number; 
 }
 
 function fill(t: DeviceTensor, bytes: number, value: number): void {
-  const status = native().mla_kv_memset(t.device, t.ptr, value, bytes, 0);
-  if (status !== 0) throw new Error(`mla_kv_memset: ${native().mla_kv_last_error()}`);
+  check(native().mla_kv_memset(t.device, t.ptr, value, bytes, 0), "mla_kv_memset");
+}
+
+// Non-negative int32 slots as little-endian int64 without a BigInt per element: 65536 BigInt
+// conversions per layer would cost more than the rest of the set-up.
+function widen(slots: Int32Array): BigInt64Array {
+  const words = new Int32Array(slots.length * 2);
+  for (let i = 0; i < slots.length; ++i) words[2 * i] = slots[i]!;
+  return new BigInt64Array(words.buffer);
 }

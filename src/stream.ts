@@ -22,6 +22,15 @@ function validateCallback(fn: unknown, argument: string): asserts fn is () => un
   if (typeof fn !== "function") throw invalidArgument(argument, `expected a function, got ${describeValue(fn)}`);
 }
 
+// Captures begun through Stream.capture that have not ended yet. While one is open, this thread
+// must not synchronise or allocate (the capture mode is thread-local), so first-use tuning waits.
+let openCaptures = 0;
+
+/** True while a {@link Stream.capture} is in progress on this thread. */
+export function captureInProgress(): boolean {
+  return openCaptures > 0;
+}
+
 /**
  * A CUDA stream on one device. Work issued on one stream runs in order; mla-kv never
  * synchronises behind the caller's back, so results are visible to the host only after
@@ -119,11 +128,14 @@ export class Stream {
     const symbols = native();
     check(symbols.mla_kv_stream_begin_capture(this.device, handle), "mla_kv_stream_begin_capture");
     let result: unknown;
+    openCaptures++;
     try {
       result = fn();
     } catch (error) {
       this.#abandonCapture(handle);
       throw error;
+    } finally {
+      openCaptures--;
     }
     if (isThenable(result)) {
       this.#abandonCapture(handle);

@@ -31,7 +31,7 @@ const MARKER = "@@MLA_KV_CHILD_RESULT@@";
 
 // The variables that steer library loading; children get none of them unless a test sets them,
 // so the developer's own environment cannot change a test's outcome.
-const STEERING = ["MLA_KV_LIBRARY", "MLA_KV_TRACE", "HOST_MLA_KV_LOG", "HOST_MLA_KV_CC_MAJOR"];
+const STEERING = ["MLA_KV_LIBRARY", "MLA_KV_TRACE", "MLA_KV_AUTOTUNE", "HOST_MLA_KV_LOG", "HOST_MLA_KV_CC_MAJOR"];
 
 /**
  * Runs `body` (the body of an async function; `m` is mod.ts, `root` the package root) in a new

@@ -1,0 +1,28 @@
+/**
+ * The identity a profile is keyed and stamped with: the GPU as the driver reports it, the
+ * library build, and this package's version. Two GPUs with the same identity share one profile.
+ */
+import pkg from "../package.json" with { type: "json" };
+import { deviceInfo } from "../src/device.ts";
+import { libraryInfo } from "../ffi/native.ts";
+import type { GpuIdentity } from "./profile.ts";
+
+/** This package's version, as stamped into profiles. */
+export const PACKAGE_VERSION: string = pkg.version;
+
+export function gpuIdentity(device: number): GpuIdentity {
+  const info = deviceInfo(device);
+  return {
+    gpu: {
+      name: info.name,
+      ccMajor: info.computeCapability[0],
+      ccMinor: info.computeCapability[1],
+      smCount: info.smCount,
+      l2Bytes: info.l2Bytes,
+      driverVersion: info.driverVersion,
+      runtimeVersion: info.runtimeVersion,
+    },
+    packageVersion: PACKAGE_VERSION,
+    libraryBuildId: libraryInfo().buildId,
+  };
+}
