@@ -52,7 +52,7 @@ export function createMeasurer(device: number, layout: MeasuredLayout, options: 
       return timeGraphPerCall(stream, scratch.layers, (layer) => {
         check(lib.mla_kv_set_kv_buffer(device, stream.handle, scratch.caches[layer]!.ptr, scratch.capacity, rowBytes,
           scratch.loc[layer]!.ptr, layout.locBytes, n, scratch.nope[layer]!.ptr, layout.nopeBytes, layout.nopeBytes,
-          scratch.rope[layer]!.ptr, layout.ropeBytes, layout.ropeBytes, path, cfg.warps, cfg.rowsPerWarp), "mla_kv_set_kv_buffer");
+          scratch.rope[layer]!.ptr, layout.ropeBytes, layout.ropeBytes, path, cfg.warps, cfg.rowsPerWarp, 0), "mla_kv_set_kv_buffer");
       }, { expectUs, tries: 3, replays: Math.max(2, Math.min(32, Math.ceil(100 / (expectUs * scratch.layers)))) }).us;
     },
     free() {

@@ -46,7 +46,7 @@ int main(int argc, char** argv) {
   CHECK(mla_kv_stream_create(0, &stream));
   for (int warm = 0; warm < 1000; ++warm)
     CHECK(mla_kv_set_kv_buffer(0, stream, cache, capacity, row, loc, 8, n, knope, nope, nope, krope, rope, rope, path,
-                               warps, rows));
+                               warps, rows, 0));
   CHECK(mla_kv_stream_synchronize(0, stream));
   const int batch = 256;
   double issuing = 0;
@@ -55,7 +55,7 @@ int main(int argc, char** argv) {
     const double t0 = now_s();
     for (int i = 0; i < batch; ++i)
       CHECK(mla_kv_set_kv_buffer(0, stream, cache, capacity, row, loc, 8, n, knope, nope, nope, krope, rope, rope, path,
-                                 warps, rows));
+                                 warps, rows, 0));
     issuing += now_s() - t0;
     done += batch;
     CHECK(mla_kv_stream_synchronize(0, stream));

@@ -390,7 +390,8 @@ int32_t mla_kv_path_supported(int32_t device, int32_t path, int32_t* out_support
 int32_t mla_kv_set_kv_buffer(int32_t device, void* stream, void* cache, int64_t capacity, int64_t cache_row_stride,
                              const void* loc, int32_t loc_elem_bytes, int64_t n, const void* nope,
                              int64_t nope_row_stride, int64_t nope_bytes, const void* rope, int64_t rope_row_stride,
-                             int64_t rope_bytes, int32_t path, int32_t warps_per_block, int32_t rows_per_warp) {
+                             int64_t rope_bytes, int32_t path, int32_t warps_per_block, int32_t rows_per_warp,
+                             int32_t flags) {
   return Guard([&]() -> int32_t {
     MLA_KV_REQUIRE(n >= 0, "n = %lld must be >= 0", static_cast<long long>(n));
     MLA_KV_REQUIRE(path == MLA_KV_PATH_AUTO || path == MLA_KV_PATH_VECTOR || path == MLA_KV_PATH_TMA,
@@ -399,6 +400,7 @@ int32_t mla_kv_set_kv_buffer(int32_t device, void* stream, void* cache, int64_t 
                    "warps_per_block = %d must be 1, 2, 4, 8 or 16 (or 0 with MLA_KV_PATH_AUTO)", warps_per_block);
     MLA_KV_REQUIRE((path == MLA_KV_PATH_AUTO && rows_per_warp == 0) || IsPowerOfTwoIn(rows_per_warp, 1, 4),
                    "rows_per_warp = %d must be 1, 2 or 4 (or 0 with MLA_KV_PATH_AUTO)", rows_per_warp);
+    MLA_KV_REQUIRE((flags & ~MLA_KV_FLAG_PDL) == 0, "flags = %d has bits other than MLA_KV_FLAG_PDL", flags);
     MLA_KV_REQUIRE(cache != nullptr, "cache is NULL");
     MLA_KV_REQUIRE(loc != nullptr, "loc is NULL");
     MLA_KV_REQUIRE(nope != nullptr, "nope is NULL");
@@ -438,6 +440,8 @@ int32_t mla_kv_set_kv_buffer(int32_t device, void* stream, void* cache, int64_t 
     const int vec = VectorWidth(p);
     const int64_t row_bytes = nope_bytes + rope_bytes;
     const bool tma_runnable = facts.cc_major >= 9 && vec == 16;
+    // Before sm_90 there is no programmatic dependent launch; the flag is documented as no effect.
+    const bool pdl = (flags & MLA_KV_FLAG_PDL) != 0 && facts.cc_major >= 9;
 
     if (path == MLA_KV_PATH_AUTO) {
       // The library's own rule for C callers; mod.ts passes the tuned choice explicitly.
@@ -467,9 +471,9 @@ int32_t mla_kv_set_kv_buffer(int32_t device, void* stream, void* cache, int64_t 
                     static_cast<long long>(smem), warps_per_block, kTmaStages, static_cast<long long>(row_bytes),
                     facts.smem_optin);
       }
-      e = SetKvBufferTma(p, loc_elem_bytes, warps_per_block, rows_per_warp, AsStream(stream));
+      e = SetKvBufferTma(p, loc_elem_bytes, warps_per_block, rows_per_warp, pdl, AsStream(stream));
     } else {
-      e = SetKvBufferVector(p, loc_elem_bytes, vec, warps_per_block, rows_per_warp, AsStream(stream));
+      e = SetKvBufferVector(p, loc_elem_bytes, vec, warps_per_block, rows_per_warp, pdl, AsStream(stream));
     }
     if (e != cudaSuccess) return FailCuda(e, path == MLA_KV_PATH_TMA ? "launch of SetKvBufferTmaKernel" : "launch of SetKvBufferVectorKernel");
     return MLA_KV_OK;

@@ -57,6 +57,44 @@ __device__ __forceinline__ int64_t checked_slot(const SetKvBufferParams& p, int6
   return slot;
 }
 
+// Programmatic dependent launch. Both are no-ops when the grid was launched without the
+// programmatic-serialization attribute, so every kernel carries them and the launch decides.
+// wait: blocks until the previous grid on the stream has completed and its memory is visible;
+// it must precede the first read of anything that grid may have written (loc, nope, rope).
+__device__ __forceinline__ void wait_for_previous_grid() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+// launch_dependents: the next grid may start its prologue; it still waits for this grid's
+// completion before its own reads, so issuing this after the last store is always safe.
+__device__ __forceinline__ void allow_next_grid_to_launch() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+
+// Launches `kernel` with one SetKvBufferParams argument, with programmatic stream serialization
+// when `pdl` is set.
+template <typename Kernel>
+cudaError_t LaunchWrite(Kernel kernel, unsigned grid, unsigned threads, size_t shared_bytes, cudaStream_t stream,
+                        bool pdl, const SetKvBufferParams& p) {
+  cudaLaunchConfig_t config = {};
+  config.gridDim = dim3(grid);
+  config.blockDim = dim3(threads);
+  config.dynamicSmemBytes = shared_bytes;
+  config.stream = stream;
+  cudaLaunchAttribute attribute[1];
+  if (pdl) {
+    attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attribute[0].val.programmaticStreamSerializationAllowed = 1;
+    config.attrs = attribute;
+    config.numAttrs = 1;
+  }
+  cudaError_t e = cudaLaunchKernelEx(&config, kernel, p);
+  return e != cudaSuccess ? e : cudaGetLastError();
+}
+
 // A V-byte vector type with V-byte alignment, so loads and stores compile to one instruction.
 template <int V> struct VecOf;
 template <> struct VecOf<16> { using type = uint4; };

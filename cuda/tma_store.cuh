@@ -91,6 +91,7 @@ __global__ void SetKvBufferTmaKernel(const SetKvBufferParams p) {
   uint8_t* my_stages = smem + static_cast<int64_t>(warp_in_block) * kTmaStages * stage_bytes;
 
   int stage = 0;
+  wait_for_previous_grid();
   for (int64_t first = warp_id * ROWS; first < p.n; first += warp_stride) {
 #pragma unroll
     for (int r = 0; r < ROWS; ++r) {
@@ -132,13 +133,14 @@ __global__ void SetKvBufferTmaKernel(const SetKvBufferParams p) {
     }
   }
   if (lane == 0) bulk_wait_all();
+  allow_next_grid_to_launch();
 #endif
 }
 
 // ---- launch table ---------------------------------------------------------------------------
 
 template <int ROWS, typename LocT>
-cudaError_t LaunchTma(const SetKvBufferParams& p, int warps, cudaStream_t stream) {
+cudaError_t LaunchTma(const SetKvBufferParams& p, int warps, bool pdl, cudaStream_t stream) {
   const int64_t shared_bytes = TmaSharedBytes(warps, p.nope_bytes + p.rope_bytes);
   if (shared_bytes > 48 * 1024) {
     // Above 48 KiB a kernel must opt in; the caller already checked the device's limit.
@@ -150,16 +152,16 @@ cudaError_t LaunchTma(const SetKvBufferParams& p, int warps, cudaStream_t stream
   const int64_t rows_per_block = static_cast<int64_t>(warps) * ROWS;
   const int64_t blocks = (p.n + rows_per_block - 1) / rows_per_block;
   const unsigned grid = static_cast<unsigned>(blocks < 0x7fffffff ? blocks : 0x7fffffff);
-  SetKvBufferTmaKernel<ROWS, LocT><<<grid, warps * 32, shared_bytes, stream>>>(p);
-  return cudaGetLastError();
+  return LaunchWrite(SetKvBufferTmaKernel<ROWS, LocT>, grid, warps * 32, static_cast<size_t>(shared_bytes), stream,
+                     pdl, p);
 }
 
 template <typename LocT>
-cudaError_t LaunchTmaRows(const SetKvBufferParams& p, int warps, int rows, cudaStream_t stream) {
+cudaError_t LaunchTmaRows(const SetKvBufferParams& p, int warps, int rows, bool pdl, cudaStream_t stream) {
   switch (rows) {
-    case 1: return LaunchTma<1, LocT>(p, warps, stream);
-    case 2: return LaunchTma<2, LocT>(p, warps, stream);
-    case 4: return LaunchTma<4, LocT>(p, warps, stream);
+    case 1: return LaunchTma<1, LocT>(p, warps, pdl, stream);
+    case 2: return LaunchTma<2, LocT>(p, warps, pdl, stream);
+    case 4: return LaunchTma<4, LocT>(p, warps, pdl, stream);
     default: return cudaErrorInvalidValue;
   }
 }
@@ -168,10 +170,10 @@ cudaError_t LaunchTmaRows(const SetKvBufferParams& p, int warps, int rows, cudaS
  * \brief Launches the bulk-store path. Arguments, alignment, arch and shared-memory limit were
  *        validated by the caller (capi.cu).
  */
-inline cudaError_t SetKvBufferTma(const SetKvBufferParams& p, int loc_bytes, int warps, int rows,
+inline cudaError_t SetKvBufferTma(const SetKvBufferParams& p, int loc_bytes, int warps, int rows, bool pdl,
                                   cudaStream_t stream) {
-  return loc_bytes == 8 ? LaunchTmaRows<int64_t>(p, warps, rows, stream)
-                        : LaunchTmaRows<int32_t>(p, warps, rows, stream);
+  return loc_bytes == 8 ? LaunchTmaRows<int64_t>(p, warps, rows, pdl, stream)
+                        : LaunchTmaRows<int32_t>(p, warps, rows, pdl, stream);
 }
 
 }  // namespace mla_kv

@@ -37,6 +37,7 @@ __global__ void SetKvBufferVectorKernel(const SetKvBufferParams p) {
   const int64_t nope_vecs = p.nope_bytes / V;
   const int64_t row_vecs = nope_vecs + p.rope_bytes / V;
 
+  wait_for_previous_grid();
   for (int64_t first = warp_id * ROWS; first < p.n; first += warp_stride) {
     int64_t slot[ROWS];
 #pragma unroll
@@ -69,39 +70,39 @@ __global__ void SetKvBufferVectorKernel(const SetKvBufferParams p) {
       }
     }
   }
+  allow_next_grid_to_launch();
 }
 
 // ---- launch table ---------------------------------------------------------------------------
 
 template <int V, int ROWS, typename LocT>
-cudaError_t LaunchVector(const SetKvBufferParams& p, int warps, cudaStream_t stream) {
+cudaError_t LaunchVector(const SetKvBufferParams& p, int warps, bool pdl, cudaStream_t stream) {
   const int64_t rows_per_block = static_cast<int64_t>(warps) * ROWS;
   // The kernel strides over the grid, so capping the block count only matters past 2^31 rows.
   const int64_t blocks = (p.n + rows_per_block - 1) / rows_per_block;
   const unsigned grid = static_cast<unsigned>(blocks < 0x7fffffff ? blocks : 0x7fffffff);
-  SetKvBufferVectorKernel<V, ROWS, LocT><<<grid, warps * 32, 0, stream>>>(p);
-  return cudaGetLastError();
+  return LaunchWrite(SetKvBufferVectorKernel<V, ROWS, LocT>, grid, warps * 32, 0, stream, pdl, p);
 }
 
 template <int V, typename LocT>
-cudaError_t LaunchVectorRows(const SetKvBufferParams& p, int warps, int rows, cudaStream_t stream) {
+cudaError_t LaunchVectorRows(const SetKvBufferParams& p, int warps, int rows, bool pdl, cudaStream_t stream) {
   switch (rows) {
-    case 1: return LaunchVector<V, 1, LocT>(p, warps, stream);
-    case 2: return LaunchVector<V, 2, LocT>(p, warps, stream);
-    case 4: return LaunchVector<V, 4, LocT>(p, warps, stream);
+    case 1: return LaunchVector<V, 1, LocT>(p, warps, pdl, stream);
+    case 2: return LaunchVector<V, 2, LocT>(p, warps, pdl, stream);
+    case 4: return LaunchVector<V, 4, LocT>(p, warps, pdl, stream);
     default: return cudaErrorInvalidValue;
   }
 }
 
 template <typename LocT>
-cudaError_t LaunchVectorWidth(const SetKvBufferParams& p, int vec_bytes, int warps, int rows,
+cudaError_t LaunchVectorWidth(const SetKvBufferParams& p, int vec_bytes, int warps, int rows, bool pdl,
                               cudaStream_t stream) {
   switch (vec_bytes) {
-    case 16: return LaunchVectorRows<16, LocT>(p, warps, rows, stream);
-    case 8: return LaunchVectorRows<8, LocT>(p, warps, rows, stream);
-    case 4: return LaunchVectorRows<4, LocT>(p, warps, rows, stream);
-    case 2: return LaunchVectorRows<2, LocT>(p, warps, rows, stream);
-    case 1: return LaunchVectorRows<1, LocT>(p, warps, rows, stream);
+    case 16: return LaunchVectorRows<16, LocT>(p, warps, rows, pdl, stream);
+    case 8: return LaunchVectorRows<8, LocT>(p, warps, rows, pdl, stream);
+    case 4: return LaunchVectorRows<4, LocT>(p, warps, rows, pdl, stream);
+    case 2: return LaunchVectorRows<2, LocT>(p, warps, rows, pdl, stream);
+    case 1: return LaunchVectorRows<1, LocT>(p, warps, rows, pdl, stream);
     default: return cudaErrorInvalidValue;
   }
 }
@@ -110,11 +111,12 @@ cudaError_t LaunchVectorWidth(const SetKvBufferParams& p, int vec_bytes, int war
  * \brief Launches the vector path. Arguments were validated by the caller (capi.cu).
  * \param loc_bytes  4 (int32 loc) or 8 (int64 loc)
  * \param vec_bytes  the widest width dividing every address, stride and size
+ * \param pdl        launch with programmatic stream serialization
  */
 inline cudaError_t SetKvBufferVector(const SetKvBufferParams& p, int loc_bytes, int vec_bytes, int warps,
-                                     int rows, cudaStream_t stream) {
-  return loc_bytes == 8 ? LaunchVectorWidth<int64_t>(p, vec_bytes, warps, rows, stream)
-                        : LaunchVectorWidth<int32_t>(p, vec_bytes, warps, rows, stream);
+                                     int rows, bool pdl, cudaStream_t stream) {
+  return loc_bytes == 8 ? LaunchVectorWidth<int64_t>(p, vec_bytes, warps, rows, pdl, stream)
+                        : LaunchVectorWidth<int32_t>(p, vec_bytes, warps, rows, pdl, stream);
 }
 
 }  // namespace mla_kv

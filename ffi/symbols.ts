@@ -46,7 +46,7 @@ export type HostBuffer =
   | BigUint64Array;
 
 /** The version of the ABI this TypeScript code was written against (MLA_KV_ABI_VERSION). */
-export const MLA_KV_ABI_VERSION = 1;
+export const MLA_KV_ABI_VERSION = 2;
 
 // ---- status codes -------------------------------------------------------------------------------
 export const MLA_KV_OK = 0;
@@ -60,6 +60,9 @@ export const MLA_KV_ERR_OUT_OF_RANGE_LOC = 5;
 export const MLA_KV_PATH_AUTO = 0;
 export const MLA_KV_PATH_VECTOR = 1;
 export const MLA_KV_PATH_TMA = 2;
+
+// ---- flags of mla_kv_set_kv_buffer ------------------------------------------------------------
+export const MLA_KV_FLAG_PDL = 1;
 
 // ---- devices (property ids) ---------------------------------------------------------------------
 export const MLA_KV_PROP_CC_MAJOR = 0;
@@ -131,7 +134,7 @@ export const MLA_KV_SYMBOLS = {
   /**
    * (device, stream, cache, capacity, cache_row_stride, loc, loc_elem_bytes, n,
    *  nope, nope_row_stride, nope_bytes, rope, rope_row_stride, rope_bytes,
-   *  path, warps_per_block, rows_per_warp)
+   *  path, warps_per_block, rows_per_warp, flags)
    */
   mla_kv_set_kv_buffer: {
     args: [
@@ -141,6 +144,7 @@ export const MLA_KV_SYMBOLS = {
       "devptr", "i64", "i64",
       "devptr", "i64", "i64",
       "i32", "i32", "i32",
+      "i32",
     ],
     returns: "i32",
   },

@@ -55,8 +55,9 @@ function main(): number {
   const requested = process.env.MLA_KV_ARCHS?.split(",").map((s) => s.trim()).filter(Boolean);
   const archs = requested && requested.length > 0 ? requested : [...SASS_ARCHS];
   const ptx = requested && requested.length > 0 ? null : PTX_ARCH;
-  const stamp = new Date().toISOString().replace(/[-:]/g, "").slice(0, 15);
-  const buildId = `${sourceHash()}-${archs.join(".")}-${stamp}`;
+  // Deterministic: the same sources and targets give the same id, so a profile measured with one
+  // build (bundled ones included) is used by every rebuild of it, and by nothing else.
+  const buildId = `${sourceHash()}-${archs.join(".")}`;
 
   mkdirSync(outDir, { recursive: true });
   const tmp = `${output}.tmp-${process.pid}`;

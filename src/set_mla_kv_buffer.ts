@@ -5,7 +5,7 @@
  */
 
 import { check, native } from "../ffi/native.ts";
-import { MLA_KV_PATH_TMA, MLA_KV_PATH_VECTOR } from "../ffi/symbols.ts";
+import { MLA_KV_FLAG_PDL, MLA_KV_PATH_TMA, MLA_KV_PATH_VECTOR } from "../ffi/symbols.ts";
 import { deviceInfo, supportsPath } from "./device.ts";
 import { dispatch, ROWS_PER_WARP, WARPS, type LaunchConfig, type Path, type RowsPerWarp, type Warps } from "./dispatch.ts";
 import { tableFor } from "./dispatch_tables.ts";
@@ -31,6 +31,12 @@ export interface SetMlaKvBufferOptions {
   rowsPerWarp?: RowsPerWarp;
   /** Asserts that every tensor is on this device. */
   device?: number;
+  /**
+   * Programmatic dependent launch (sm_90+, ignored before): the write may start while the
+   * previous kernel on the stream finishes, and waits on the GPU before its first read. Always
+   * correct; it pays off inside CUDA graphs and next to other PDL-launched kernels. Default false.
+   */
+  pdl?: boolean;
 }
 
 interface ReadOptions {
@@ -39,9 +45,10 @@ interface ReadOptions {
   warps: Warps | undefined;
   rowsPerWarp: RowsPerWarp | undefined;
   device: number | undefined;
+  pdl: boolean;
 }
 
-const NO_OPTIONS: ReadOptions = Object.freeze({ stream: undefined, path: "auto", warps: undefined, rowsPerWarp: undefined, device: undefined });
+const NO_OPTIONS: ReadOptions = Object.freeze({ stream: undefined, path: "auto", warps: undefined, rowsPerWarp: undefined, device: undefined, pdl: false });
 const NO_PLAN_OPTIONS: PlanOptions = Object.freeze({});
 const PATHS: readonly string[] = ["auto", "vector", "tma"];
 
@@ -81,8 +88,12 @@ function readOptions(options: unknown): ReadOptions {
       case "device":
         read.device = validateDevice(value, "options.device");
         break;
+      case "pdl":
+        if (typeof value !== "boolean") throw invalidArgument("options.pdl", `expected true or false, got ${describeValue(value)}`);
+        read.pdl = value;
+        break;
       default:
-        throw invalidArgument(`options.${key}`, "unknown option; the options are stream, path, warps, rowsPerWarp, device");
+        throw invalidArgument(`options.${key}`, "unknown option; the options are stream, path, warps, rowsPerWarp, device, pdl");
     }
   }
   return read;
@@ -199,6 +210,7 @@ export function setMlaKvBuffer(
     config.path === "tma" ? MLA_KV_PATH_TMA : MLA_KV_PATH_VECTOR,
     config.warps,
     config.rowsPerWarp,
+    opts.pdl ? MLA_KV_FLAG_PDL : 0,
   );
   check(status, "mla_kv_set_kv_buffer");
 }

@@ -114,8 +114,8 @@ static cudaError_t Launch(const Variant& v, const World& w, int layer, int64_t n
   SetKvBufferParams p{w.cache[layer], w.loc[layer], w.nope[layer], w.rope[layer], kCapacity, row,
                       w.L.nope_bytes, w.L.rope_bytes, w.L.nope_bytes, w.L.rope_bytes, n};
   switch (v.kind) {
-    case 0: return mla_kv::SetKvBufferVector(p, 8, 16, v.warps, v.rows, s);
-    case 1: return mla_kv::SetKvBufferTma(p, 8, v.warps, v.rows, s);
+    case 0: return mla_kv::SetKvBufferVector(p, 8, 16, v.warps, v.rows, false, s);
+    case 1: return mla_kv::SetKvBufferTma(p, 8, v.warps, v.rows, false, s);
     case 2:
       return mla_kv_bench::BaselineSetKvBuffer(w.L.elem_bytes, w.cache[layer], row, w.loc[layer], n, w.nope[layer],
                                                w.L.nope_bytes, w.L.nope_bytes, w.rope[layer], w.L.rope_bytes,

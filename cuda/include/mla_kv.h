@@ -30,7 +30,7 @@ extern "C" {
 
 /* Bumped whenever a signature or the meaning of an argument changes. The TypeScript side refuses
  * a library whose ABI version differs from the one it was written for. */
-#define MLA_KV_ABI_VERSION 1
+#define MLA_KV_ABI_VERSION 2
 
 /* ---- status codes ------------------------------------------------------------------------- */
 enum {
@@ -47,6 +47,15 @@ enum {
   MLA_KV_PATH_AUTO = 0,   /* the library's built-in rule (C callers); mod.ts passes an explicit path */
   MLA_KV_PATH_VECTOR = 1, /* register copy, widest aligned vector, every arch from sm_75            */
   MLA_KV_PATH_TMA = 2     /* smem staging + cp.async.bulk store, sm_90+, 16-byte alignment required */
+};
+
+/* ---- flags of mla_kv_set_kv_buffer ------------------------------------------------------- */
+enum {
+  /* Programmatic dependent launch (sm_90+; no effect before): the write may start while the
+   * previous kernel on the stream finishes; it waits (griddepcontrol.wait) before its first read
+   * and lets its own dependents launch after its last write. Saves most of a launch gap when the
+   * kernels around it are launched the same way, e.g. inside a CUDA graph. */
+  MLA_KV_FLAG_PDL = 1
 };
 
 /* ---- library identity --------------------------------------------------------------------- */
@@ -117,6 +126,7 @@ MLA_KV_API int32_t mla_kv_event_elapsed_ms(int32_t device, void* start, void* en
  *   path              MLA_KV_PATH_*
  *   warps_per_block   1, 2, 4, 8 or 16
  *   rows_per_warp     1, 2 or 4
+ *   flags             0 or MLA_KV_FLAG_PDL
  *
  * The copy is byte-exact and dtype-agnostic; the widest vector (16, 8, 4, 2 or 1 bytes) that
  * divides every pointer, stride and size is used. n == 0 launches nothing.
@@ -126,7 +136,8 @@ MLA_KV_API int32_t mla_kv_set_kv_buffer(int32_t device, void* stream,
                                         const void* loc, int32_t loc_elem_bytes, int64_t n,
                                         const void* nope, int64_t nope_row_stride, int64_t nope_bytes,
                                         const void* rope, int64_t rope_row_stride, int64_t rope_bytes,
-                                        int32_t path, int32_t warps_per_block, int32_t rows_per_warp);
+                                        int32_t path, int32_t warps_per_block, int32_t rows_per_warp,
+                                        int32_t flags);
 
 /* 1 if `device` can run `path` (MLA_KV_PATH_TMA needs sm_90+), else 0. */
 MLA_KV_API int32_t mla_kv_path_supported(int32_t device, int32_t path, int32_t* out_supported);

@@ -1,4 +1,5 @@
 import { afterAll, describe, expect, it } from "bun:test";
+import { MLA_KV_ABI_VERSION } from "../../ffi/symbols.ts";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -136,7 +137,7 @@ describe("openLibrary", () => {
       const library = openLibrary(bunAdapter, { env: { MLA_KV_LIBRARY: host! } });
       try {
         expect(library.path).toBe(host!);
-        expect(library.symbols.mla_kv_abi_version()).toBe(1);
+        expect(library.symbols.mla_kv_abi_version()).toBe(MLA_KV_ABI_VERSION);
         expect(library.symbols.mla_kv_build_id()).toBe("host-fixture");
         expect(typeof library.symbols.mla_kv_last_error()).toBe("string");
       } finally {

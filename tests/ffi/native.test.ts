@@ -68,19 +68,19 @@ describe("loading the library", () => {
   });
 
   const host = hostLibrary();
-  const abi2 = hostLibrary(2);
+  const abi2 = hostLibrary(EXPECTED_ABI_VERSION + 1); // a library of the next ABI version
   describe.skipIf(!host || !abi2)(`with the host implementation of the ABI${host ? "" : " (skipped: the C fixture did not build)"}`, () => {
     it("refuses a library built for another ABI version, saying how to fix it", () => {
       const result = runInChild(`return m.deviceCount();`, { MLA_KV_LIBRARY: abi2! });
       expect(result.error?.code, describeChild(result)).toBe("ABI_MISMATCH");
       expect(result.error?.message).toBe(
-        `${abi2} implements ABI version 2, but this mla-kv expects version 1. Rebuild the library from this package (\`bun run build\`) or point MLA_KV_LIBRARY at a matching build.`,
+        `${abi2} implements ABI version ${EXPECTED_ABI_VERSION + 1}, but this mla-kv expects version ${EXPECTED_ABI_VERSION}. Rebuild the library from this package (\`bun run build\`) or point MLA_KV_LIBRARY at a matching build.`,
       );
     });
 
     it("reports which library is loaded", () => {
       const result = runInChild(`return m.libraryInfo();`, { MLA_KV_LIBRARY: host! });
-      expect(result.value, describeChild(result)).toEqual({ path: host, buildId: "host-fixture", abiVersion: 1 });
+      expect(result.value, describeChild(result)).toEqual({ path: host, buildId: "host-fixture", abiVersion: EXPECTED_ABI_VERSION });
     });
 
     it("logs every call to stderr with its arguments, result and duration when MLA_KV_TRACE=1", () => {

@@ -2,6 +2,7 @@
  * The real libmla_kv on a machine with no usable GPU must fail every call with a readable
  * MlaKvError, never crash. Each case runs in a child process, so a crash fails the test.
  */
+import { MLA_KV_ABI_VERSION } from "../../ffi/symbols.ts";
 import { describe, expect, it } from "bun:test";
 import { existsSync } from "node:fs";
 import { libraryCandidates } from "../../ffi/find_library.ts";
@@ -29,7 +30,7 @@ describe.skipIf(!library || gpuVisible)(`the built libmla_kv on a machine withou
 
   it("loads and reports its ABI version and build id", () => {
     const result = runInChild(`return m.libraryInfo();`);
-    expect(result.value, describeChild(result)).toMatchObject({ path: library, abiVersion: 1 });
+    expect(result.value, describeChild(result)).toMatchObject({ path: library, abiVersion: MLA_KV_ABI_VERSION });
     expect((result.value as { buildId: string }).buildId.length).toBeGreaterThan(0);
   });
 

@@ -6,6 +6,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PACKAGE_ROOT } from "../../ffi/find_library.ts";
+import { MLA_KV_ABI_VERSION } from "../../ffi/symbols.ts";
 
 const source = `${PACKAGE_ROOT}/tests/ffi/fixtures/host_mla_kv.c`;
 const header = `${PACKAGE_ROOT}/cuda/include/mla_kv.h`;
@@ -20,7 +21,7 @@ let failure = "";
  * The path of the host library reporting ABI version `abi`, compiled on first use; undefined when
  * this machine has no working C compiler (see {@link hostLibraryFailure}).
  */
-export function hostLibrary(abi = 1): string | undefined {
+export function hostLibrary(abi: number = MLA_KV_ABI_VERSION): string | undefined {
   if (built.has(abi)) return built.get(abi);
   const out = join(outDir, `libhost_mla_kv_abi${abi}.so`);
   let path: string | undefined = existsSync(out) ? out : undefined;

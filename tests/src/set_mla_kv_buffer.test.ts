@@ -141,9 +141,9 @@ describe.skipIf(!host)(`setMlaKvBuffer against the host implementation of the AB
     const p = result.value as Record<string, number>;
     const lines = readFileSync(log, "utf8").trim().split("\n");
     expect(lines).toEqual([
-      `device=0 stream=${p.stream} cache=${p.kv} capacity=64 cache_row_stride=1152 loc=${p.loc} loc_elem_bytes=8 n=1000 nope=${p.nope} nope_row_stride=1024 nope_bytes=1024 rope=${p.rope} rope_row_stride=128 rope_bytes=128 path=2 warps_per_block=8 rows_per_warp=1`,
-      `device=0 stream=0 cache=${p.kv} capacity=64 cache_row_stride=1152 loc=${p.loc} loc_elem_bytes=8 n=3 nope=${p.nope} nope_row_stride=1024 nope_bytes=1024 rope=${p.rope} rope_row_stride=128 rope_bytes=128 path=1 warps_per_block=4 rows_per_warp=1`,
-      `device=0 stream=0 cache=${p.kv} capacity=64 cache_row_stride=1152 loc=${p.loc} loc_elem_bytes=8 n=1000 nope=${p.nope} nope_row_stride=1024 nope_bytes=1024 rope=${p.rope} rope_row_stride=128 rope_bytes=128 path=1 warps_per_block=8 rows_per_warp=4`,
+      `device=0 stream=${p.stream} cache=${p.kv} capacity=64 cache_row_stride=1152 loc=${p.loc} loc_elem_bytes=8 n=1000 nope=${p.nope} nope_row_stride=1024 nope_bytes=1024 rope=${p.rope} rope_row_stride=128 rope_bytes=128 path=2 warps_per_block=8 rows_per_warp=1 flags=0`,
+      `device=0 stream=0 cache=${p.kv} capacity=64 cache_row_stride=1152 loc=${p.loc} loc_elem_bytes=8 n=3 nope=${p.nope} nope_row_stride=1024 nope_bytes=1024 rope=${p.rope} rope_row_stride=128 rope_bytes=128 path=1 warps_per_block=4 rows_per_warp=1 flags=0`,
+      `device=0 stream=0 cache=${p.kv} capacity=64 cache_row_stride=1152 loc=${p.loc} loc_elem_bytes=8 n=1000 nope=${p.nope} nope_row_stride=1024 nope_bytes=1024 rope=${p.rope} rope_row_stride=128 rope_bytes=128 path=1 warps_per_block=8 rows_per_warp=4 flags=0`,
     ]);
   });
 
