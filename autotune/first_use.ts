@@ -9,7 +9,7 @@ import { builtinTable, BUCKET_COUNT, layoutKey, type DispatchTable, type LayoutK
 import { deviceInfo, supportsPath } from "../src/device.ts";
 import { captureInProgress, type Stream } from "../src/stream.ts";
 import { gpuIdentity } from "./identity.ts";
-import { getOrTune } from "./lookup.ts";
+import { getOrTune, quietRequested as quiet } from "./lookup.ts";
 import { createMeasurer } from "./measure.ts";
 import type { Choice, LayoutProfile } from "./profile.ts";
 import { tuneLayoutWithStats } from "./search.ts";
@@ -25,10 +25,6 @@ export function tableFromLayoutProfile(layout: LayoutProfile): DispatchTable {
     table.push(Object.freeze({ best: strip(entry.best), vector: strip(entry.bestVector) }));
   }
   return Object.freeze(table);
-}
-
-function quiet(env: NodeJS.ProcessEnv): boolean {
-  return env.MLA_KV_QUIET === "1" || env.MLA_KV_QUIET === "true";
 }
 
 /** The one line printed when a first use tunes. */

@@ -79,6 +79,12 @@ export function autotuneEnabled(env: Env): boolean {
   return !(v === "0" || v === "false" || v === "off" || v === "no");
 }
 
+/** MLA_KV_QUIET: anything but unset, empty, 0, false, off or no silences tuning lines and warnings. */
+export function quietRequested(env: Env): boolean {
+  const v = env.MLA_KV_QUIET?.trim().toLowerCase();
+  return v !== undefined && v !== "" && v !== "0" && v !== "false" && v !== "off" && v !== "no";
+}
+
 const defaultWarn: Warn = (line) => console.warn(line);
 
 interface BundledEntry {

@@ -1,0 +1,41 @@
+/**
+ * The GPU side of `bun run autotune`: which GPUs there are (with the identity their profiles are
+ * keyed by) and a timing function per (device, layout). Kept apart from cli.ts so the command's
+ * parsing, search and output are tested without a GPU.
+ */
+import { deviceCount, deviceInfo, supportsPath } from "../src/device.ts";
+import type { AutotuneDeps, GpuInfo, TuneLayoutSpec } from "./cli.ts";
+import { gpuIdentity } from "./identity.ts";
+import { createMeasurer, type Measurer } from "./measure.ts";
+
+const ELEM_BYTES: Record<TuneLayoutSpec["dtype"], number> = { bf16: 2, fp16: 2, u8: 1, fp8_e4m3: 1, fp8_e5m2: 1 };
+
+export function createGpuDeps(): Pick<AutotuneDeps, "gpus" | "measureFor"> {
+  // One layout's scratch buffers (about 1.3 GB for 1152-byte rows) at a time: the next layout's
+  // measurer frees the previous one's.
+  let current: Measurer | undefined;
+  process.once("exit", () => current?.free());
+  return {
+    gpus(): GpuInfo[] | { error: string } {
+      let count: number;
+      try {
+        count = deviceCount();
+      } catch (error) {
+        return { error: (error as Error).message.split("\n")[0]! };
+      }
+      if (count === 0) return { error: "the NVIDIA driver reports no GPU" };
+      return Array.from({ length: count }, (_, index) => ({
+        index,
+        name: deviceInfo(index).name,
+        identity: gpuIdentity(index),
+        tmaAllowed: supportsPath(index, "tma"),
+      }));
+    },
+    measureFor(device, layout) {
+      current?.free();
+      const eb = ELEM_BYTES[layout.dtype];
+      current = createMeasurer(device, { nopeBytes: layout.nopeElems * eb, ropeBytes: layout.ropeElems * eb, locBytes: layout.locBytes });
+      return current.measure;
+    },
+  };
+}
