@@ -19,6 +19,8 @@ import { PACKAGE_ROOT } from "../ffi/find_library.ts";
 import { allocScratch, type Scratch } from "../autotune/scratch.ts";
 import { timeGraphPerCall } from "../autotune/graph_timer.ts";
 import { renderLinePlot } from "../src/svg_plot.ts";
+import { createMeasurer } from "../autotune/measure.ts";
+import { tuneLayoutWithStats } from "../autotune/search.ts";
 import { openBenchLibrary } from "./bench_library.ts";
 
 const LAYERS = 8;
@@ -32,6 +34,8 @@ type LayoutName = keyof typeof LAYOUTS;
 interface Row {
   n: number;
   auto: number;
+  /** auto with programmatic dependent launch: each layer's write may start as the previous ends. */
+  autoPdl: number;
   vector: number;
   vectorConfig: string;
   tma: number | null;
@@ -103,6 +107,7 @@ function main(): number {
 
   const host = measureHost(stream);
   stream.destroy();
+  const tuner = measureTuner(tmaOk);
 
   const report = {
     gpu: info.name,
@@ -115,6 +120,7 @@ function main(): number {
     method: `${LAYERS} layers per CUDA graph, replayed, CUDA events, best of 5; int64 random unique loc; 128 Ki-row cache per layer`,
     layouts: results,
     host,
+    tuner,
   };
   mkdirSync(values.out!, { recursive: true });
   const stem = join(values.out!, info.name.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, ""));
@@ -122,7 +128,7 @@ function main(): number {
   for (const [layout, rows] of Object.entries(results)) {
     writeFileSync(`${stem}-${layout.split(" ")[0]}.svg`, plot(`${info.name}: ${layout}, µs per call (8-layer graph)`, rows));
   }
-  printReport(report.layouts, host);
+  printReport(report.layouts, host, tuner);
   console.log(`bench: wrote ${stem}.json and ${Object.keys(results).length} SVG plot(s)`);
   return 0;
 }
@@ -131,7 +137,7 @@ function measureN(n: number, s: Scratch, stream: Stream, tmaOk: boolean, ref: Re
   elemBytes: number, rowBytes: number, copySrc: number[], copyDst: number[]): Row {
   const time = (launch: (layer: number) => void, expectUs = 1 + n * rowBytes * 2 / 2.5e6) =>
     timeGraphPerCall(stream, LAYERS, launch, { expectUs }).us;
-  const write = (options?: { path: Path; warps: Warps; rowsPerWarp: RowsPerWarp }) => (layer: number) => {
+  const write = (options?: { path?: Path; warps?: Warps; rowsPerWarp?: RowsPerWarp; pdl?: boolean }) => (layer: number) => {
     const v = s.views(layer, n);
     setMlaKvBuffer(v.cache, v.loc, v.kNope, v.kRope, { stream, ...options });
   };
@@ -146,7 +152,12 @@ function measureN(n: number, s: Scratch, stream: Stream, tmaOk: boolean, ref: Re
   };
   const vector = bestOf("vector");
   const tma = tmaOk ? bestOf("tma") : null;
+  // One eager call first, as an engine makes before it captures: a capture never tunes, so
+  // without it "auto" would time the built-in rule on a GPU with no stored profile.
+  write()(0);
+  stream.synchronize();
   const auto = time(write());
+  const autoPdl = time(write({ pdl: true }));
   const memcpy = time((layer) => check(native().mla_kv_memcpy_dtod(0, copyDst[layer]!, copySrc[layer]!, n * rowBytes, stream.handle), "memcpy"));
   const empty = time(() => ref.empty(stream.handle), 1);
   const baseline = time((layer) => {
@@ -154,7 +165,7 @@ function measureN(n: number, s: Scratch, stream: Stream, tmaOk: boolean, ref: Re
     ref.baseline(stream.handle, elemBytes, v.cache.ptr, rowBytes, v.loc.ptr, n, v.kNope.ptr, v.kNope.strides[0]! * elemBytes,
       (v.kNope.shape[1]!) * elemBytes, v.kRope.ptr, v.kRope.strides[0]! * elemBytes, v.kRope.shape[1]! * elemBytes);
   });
-  return { n, auto, vector: vector.us, vectorConfig: vector.config, tma: tma?.us ?? null, tmaConfig: tma?.config ?? null, memcpy, empty, baseline };
+  return { n, auto, autoPdl, vector: vector.us, vectorConfig: vector.config, tma: tma?.us ?? null, tmaConfig: tma?.config ?? null, memcpy, empty, baseline };
 }
 
 /**
@@ -181,7 +192,7 @@ function measureHost(stream: Stream) {
   }, drain);
   bench.add("bare bun:ffi call", () => {
     for (let i = 0; i < BATCH; ++i) {
-      lib.mla_kv_set_kv_buffer(0, stream.handle, cache.ptr, 1 << 16, 1152, loc.ptr, 8, 1, kNope.ptr, 1024, 1024, kRope.ptr, 128, 128, 1, 4, 1);
+      lib.mla_kv_set_kv_buffer(0, stream.handle, cache.ptr, 1 << 16, 1152, loc.ptr, 8, 1, kNope.ptr, 1024, 1024, kRope.ptr, 128, 128, 1, 4, 1, 0);
     }
   }, drain);
   bench.runSync();
@@ -206,9 +217,46 @@ function measureHost(stream: Stream) {
   };
 }
 
+/**
+ * The tuner against an exhaustive sweep, for bf16 512+64 with int64 loc: both tune in this
+ * process, then at every bucket the two chosen configurations are timed again, alternately, three
+ * times each (best kept), so the ratio compares choices rather than two runs' noise.
+ */
+function measureTuner(tmaAllowed: boolean) {
+  const measurer = createMeasurer(0, { nopeBytes: 1024, ropeBytes: 128, locBytes: 8 });
+  try {
+    const t0 = performance.now();
+    const search = tuneLayoutWithStats({ measure: measurer.measure, tmaAllowed, method: "search" });
+    const t1 = performance.now();
+    const exhaustive = tuneLayoutWithStats({ measure: measurer.measure, tmaAllowed, method: "exhaustive" });
+    const t2 = performance.now();
+    const rows = search.profile.buckets.map((b, i) => {
+      const e = exhaustive.profile.buckets[i]!;
+      let searchUs = Infinity, exhaustiveUs = Infinity;
+      for (let k = 0; k < 3; ++k) {
+        searchUs = Math.min(searchUs, measurer.measure(b.best, b.n));
+        exhaustiveUs = Math.min(exhaustiveUs, measurer.measure(e.best, b.n));
+      }
+      return { n: b.n, search: `${b.best.path} ${cfgName(b.best)}`, exhaustive: `${e.best.path} ${cfgName(e.best)}`, searchUs, exhaustiveUs, ratio: searchUs / exhaustiveUs };
+    });
+    return {
+      layout: "bf16 512+64, i64 loc",
+      searchMs: t1 - t0,
+      searchMeasurements: search.stats.measurements,
+      exhaustiveMs: t2 - t1,
+      exhaustiveMeasurements: exhaustive.stats.measurements,
+      worstRatio: Math.max(...rows.map((r) => r.ratio)),
+      rows,
+    };
+  } finally {
+    measurer.free();
+  }
+}
+
 function plot(title: string, rows: Row[]): string {
   const series = [
     { name: "auto", points: rows.map((r) => [r.n, r.auto] as [number, number]) },
+    { name: "auto + PDL", points: rows.map((r) => [r.n, r.autoPdl] as [number, number]) },
     { name: "vector (best config)", points: rows.map((r) => [r.n, r.vector] as [number, number]) },
     ...(rows[0]?.tma != null ? [{ name: "TMA (best config)", points: rows.map((r) => [r.n, r.tma!] as [number, number]) }] : []),
     { name: "contiguous copy (floor)", points: rows.map((r) => [r.n, r.memcpy] as [number, number]), dashed: true },
@@ -218,16 +266,16 @@ function plot(title: string, rows: Row[]): string {
   return renderLinePlot({ title, xLabel: "rows per call (n)", yLabel: "µs per call", logX: true, logY: true, series });
 }
 
-function printReport(layouts: Record<string, Row[]>, host: ReturnType<typeof measureHost>): void {
+function printReport(layouts: Record<string, Row[]>, host: ReturnType<typeof measureHost>, tuner: ReturnType<typeof measureTuner>): void {
   const f = (x: number | null, d = 2) => (x == null ? "-" : x.toFixed(d));
   for (const [name, rows] of Object.entries(layouts)) {
     const rowBytes = name.startsWith("bf16") ? 1152 : 656;
     console.log(`\n${name} (µs per call; GB/s counts bytes read + written)`);
-    console.log(["n", "auto", "vector", "cfg", "tma", "cfg", "memcpy", "empty", "baseline", "auto GB/s", "x copy", "x baseline", "auto/best"].map((h, i) => (i === 3 || i === 5 ? h.padEnd(6) : h.padStart(9))).join(" "));
+    console.log(["n", "auto", "auto+PDL", "vector", "cfg", "tma", "cfg", "memcpy", "empty", "baseline", "auto GB/s", "x copy", "x baseline", "auto/best"].map((h, i) => (i === 4 || i === 6 ? h.padEnd(6) : h.padStart(9))).join(" "));
     for (const r of rows) {
       const best = Math.min(r.vector, r.tma ?? Infinity);
       console.log([
-        String(r.n).padStart(9), f(r.auto).padStart(9), f(r.vector).padStart(9), r.vectorConfig.padEnd(6), f(r.tma).padStart(9),
+        String(r.n).padStart(9), f(r.auto).padStart(9), f(r.autoPdl).padStart(9), f(r.vector).padStart(9), r.vectorConfig.padEnd(6), f(r.tma).padStart(9),
         (r.tmaConfig ?? "-").padEnd(6), f(r.memcpy).padStart(9), f(r.empty).padStart(9), f(r.baseline).padStart(9),
         f((2 * r.n * rowBytes) / (r.auto * 1e3), 0).padStart(9), f(r.auto / r.memcpy).padStart(9), f(r.baseline / r.auto).padStart(9),
         f(r.auto / best, 3).padStart(9),
@@ -235,6 +283,10 @@ function printReport(layouts: Record<string, Row[]>, host: ReturnType<typeof mea
     }
   }
   console.log(`\nhost, µs per call issued (n = 1, batches of 256, queue never full): setMlaKvBuffer ${f(host.tsUsPerCall, 3)}, bare bun:ffi call ${f(host.ffiUsPerCall, 3)}, C loop ${f(host.cUsPerCall, 3)}; overhead ${f(host.overhead, 2)}x (TypeScript layer ${f(host.tsUsPerCall - host.ffiUsPerCall, 3)} µs, bun:ffi crossing ${f(host.ffiUsPerCall - host.cUsPerCall, 3)} µs)`);
+  console.log(`\ntuner (${tuner.layout}): search ${f(tuner.searchMs / 1000, 2)} s / ${tuner.searchMeasurements} timings, exhaustive ${f(tuner.exhaustiveMs / 1000, 2)} s / ${tuner.exhaustiveMeasurements} timings; chosen configs re-timed side by side:`);
+  for (const r of tuner.rows) {
+    console.log(`  n=${String(r.n).padStart(5)}  search ${r.search.padEnd(12)} ${f(r.searchUs).padStart(7)} µs   exhaustive ${r.exhaustive.padEnd(12)} ${f(r.exhaustiveUs).padStart(7)} µs   ${f(r.ratio, 3)}`);
+  }
   console.log("\ntargets (H100, measured in this run):");
   const bf = layouts["bf16 512+64"] ?? [];
   const u8 = layouts["u8 528+128"] ?? [];
@@ -250,6 +302,8 @@ function printReport(layouts: Record<string, Row[]>, host: ReturnType<typeof mea
   if (small.length) {
     const worst = Math.max(...small.map((r) => r.auto - r.empty));
     line(worst <= 0.15, `bf16: auto within 0.15 µs of the empty kernel at n <= 128 (worst +${worst.toFixed(2)} µs)`);
+    const worstPdl = Math.max(...small.map((r) => r.autoPdl - r.empty));
+    line(worstPdl <= 0.15, `bf16: auto + PDL within 0.15 µs of the empty kernel at n <= 128 (worst +${worstPdl.toFixed(2)} µs)`);
   }
   for (const [name, rows] of [["bf16", bf], ["u8", u8]] as const) {
     if (!rows.length) continue;
@@ -259,6 +313,8 @@ function printReport(layouts: Record<string, Row[]>, host: ReturnType<typeof mea
   const at16k = bf.find((r) => r.n === 16384);
   if (at16k) line(at16k.baseline / at16k.auto >= 3, `bf16: >= 3 x faster than the baseline design at n = 16384 (${(at16k.baseline / at16k.auto).toFixed(2)} x)`);
   line(host.overhead <= 1.3, `host: TypeScript overhead <= 1.3 x the C loop (${host.overhead.toFixed(2)} x)`);
+  line(tuner.searchMs <= 1000, `tuner: one layout tuned within 1 s (${(tuner.searchMs / 1000).toFixed(2)} s)`);
+  line(tuner.worstRatio <= 1.03, `tuner: search's choice within 3 % of the exhaustive sweep's at every n (worst ${tuner.worstRatio.toFixed(3)})`);
 }
 
 if (import.meta.main) process.exit(main());
