@@ -162,6 +162,31 @@ describe.skipIf(!gpu.ok)(gpuSuiteName("setMlaKvBuffer"), () => {
     expect(failures).toEqual([]);
   });
 
+  it("writes the same bytes with programmatic dependent launch on and off, eagerly and in a graph", () => {
+    const rng = new Rng(SEED + 11);
+    const c = makeCase({ dtype: "bf16", nope: 512, rope: 64 }, "i64", 2500, rng);
+    using stream = Stream.create(0);
+    try {
+      for (const pdl of [true, false]) {
+        for (const path of paths) {
+          poison(c.cache, c.capacity * c.rowBytes);
+          setMlaKvBuffer(c.cache, c.loc, c.kNope, c.kRope, { stream, path, pdl });
+          stream.synchronize();
+          expect(firstDifference(downloadBytes(c.cache), c.want, c.rowBytes)).toBeNull();
+          poison(c.cache, c.capacity * c.rowBytes);
+          using graph = stream.capture(() => {
+            for (let k = 0; k < 3; ++k) setMlaKvBuffer(c.cache, c.loc, c.kNope, c.kRope, { stream, path, pdl });
+          });
+          graph.replay(stream);
+          stream.synchronize();
+          expect(firstDifference(downloadBytes(c.cache), c.want, c.rowBytes)).toBeNull();
+        }
+      }
+    } finally {
+      c.free();
+    }
+  });
+
   it("chooses a path on its own and writes the same bytes (auto dispatch)", () => {
     const rng = new Rng(SEED + 2);
     for (const n of [1, 300, 5000]) {

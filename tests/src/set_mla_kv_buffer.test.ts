@@ -27,9 +27,10 @@ function write(n = 2) {
 
 describe("setMlaKvBuffer options", () => {
   const bad: Array<[string, unknown, string, string]> = [
-    ["refuses an unknown option, naming it", { rowPerWarp: 2 }, "options.rowPerWarp", "unknown option; the options are stream, path, warps, rowsPerWarp, device"],
+    ["refuses an unknown option, naming it", { rowPerWarp: 2 }, "options.rowPerWarp", "unknown option; the options are stream, path, warps, rowsPerWarp, device, pdl"],
     ["refuses a path other than auto, vector and tma", { path: "fast" }, "options.path", 'expected "auto", "vector" or "tma", got "fast"'],
     ["refuses 3 warps", { warps: 3 }, "options.warps", "expected 1, 2, 4, 8 or 16, got 3"],
+    ["refuses a pdl option that is not a boolean", { pdl: 1 }, "options.pdl", "expected true or false, got 1"],
     ["refuses 32 warps", { warps: 32 }, "options.warps", "got 32"],
     ["refuses warps given as a string", { warps: "8" }, "options.warps", 'got "8"'],
     ["refuses 8 rows per warp", { rowsPerWarp: 8 }, "options.rowsPerWarp", "expected 1, 2 or 4, got 8"],
@@ -124,7 +125,7 @@ describe.skipIf(!host)(`setMlaKvBuffer against the host implementation of the AB
     expect(result.value).toEqual({ row3: [0, 1, 2, 3, 7, 8], row0: [10, 11, 12, 13, 17, 18] });
   });
 
-  it("passes the plan and the dispatch choice across the FFI argument by argument", () => {
+  it("passes the plan, the dispatch choice and the PDL flag (on unless turned off) across the FFI argument by argument", () => {
     const log = freshLog();
     const result = runInChild(`
       using stream = m.Stream.create();
@@ -134,15 +135,15 @@ describe.skipIf(!host)(`setMlaKvBuffer against the host implementation of the AB
       using loc = m.fromHost(new BigInt64Array(1000).fill(-1n), "i64", [1000]);
       m.setMlaKvBuffer(kv, loc, nope, rope, { stream });
       m.setMlaKvBuffer(kv, loc.narrow(0, 0, 3), nope.narrow(0, 0, 3), rope.narrow(0, 0, 3));
-      m.setMlaKvBuffer(kv, loc, nope, rope, { path: "vector", rowsPerWarp: 4 });
+      m.setMlaKvBuffer(kv, loc, nope, rope, { path: "vector", rowsPerWarp: 4, pdl: false });
       return { stream: stream.handle, kv: kv.ptr, loc: loc.ptr, nope: nope.ptr, rope: rope.ptr };
     `, env({ HOST_MLA_KV_LOG: log }));
     expect(result.error, describeChild(result)).toBeUndefined();
     const p = result.value as Record<string, number>;
     const lines = readFileSync(log, "utf8").trim().split("\n");
     expect(lines).toEqual([
-      `device=0 stream=${p.stream} cache=${p.kv} capacity=64 cache_row_stride=1152 loc=${p.loc} loc_elem_bytes=8 n=1000 nope=${p.nope} nope_row_stride=1024 nope_bytes=1024 rope=${p.rope} rope_row_stride=128 rope_bytes=128 path=2 warps_per_block=8 rows_per_warp=1 flags=0`,
-      `device=0 stream=0 cache=${p.kv} capacity=64 cache_row_stride=1152 loc=${p.loc} loc_elem_bytes=8 n=3 nope=${p.nope} nope_row_stride=1024 nope_bytes=1024 rope=${p.rope} rope_row_stride=128 rope_bytes=128 path=1 warps_per_block=4 rows_per_warp=1 flags=0`,
+      `device=0 stream=${p.stream} cache=${p.kv} capacity=64 cache_row_stride=1152 loc=${p.loc} loc_elem_bytes=8 n=1000 nope=${p.nope} nope_row_stride=1024 nope_bytes=1024 rope=${p.rope} rope_row_stride=128 rope_bytes=128 path=2 warps_per_block=8 rows_per_warp=1 flags=1`,
+      `device=0 stream=0 cache=${p.kv} capacity=64 cache_row_stride=1152 loc=${p.loc} loc_elem_bytes=8 n=3 nope=${p.nope} nope_row_stride=1024 nope_bytes=1024 rope=${p.rope} rope_row_stride=128 rope_bytes=128 path=1 warps_per_block=4 rows_per_warp=1 flags=1`,
       `device=0 stream=0 cache=${p.kv} capacity=64 cache_row_stride=1152 loc=${p.loc} loc_elem_bytes=8 n=1000 nope=${p.nope} nope_row_stride=1024 nope_bytes=1024 rope=${p.rope} rope_row_stride=128 rope_bytes=128 path=1 warps_per_block=8 rows_per_warp=4 flags=0`,
     ]);
   });
