@@ -128,7 +128,7 @@ function main(): number {
   for (const [layout, rows] of Object.entries(results)) {
     writeFileSync(`${stem}-${layout.split(" ")[0]}.svg`, plot(`${info.name}: ${layout}, µs per call (8-layer graph)`, rows));
   }
-  printReport(report.layouts, host, tuner);
+  printReport(info.name, report.layouts, host, tuner);
   console.log(`bench: wrote ${stem}.json and ${Object.keys(results).length} SVG plot(s)`);
   return 0;
 }
@@ -275,7 +275,7 @@ function plot(title: string, rows: Row[]): string {
   return renderLinePlot({ title, xLabel: "rows per call (n)", yLabel: "µs per call", logX: true, logY: true, series });
 }
 
-function printReport(layouts: Record<string, Row[]>, host: ReturnType<typeof measureHost>, tuner: ReturnType<typeof measureTuner>): void {
+function printReport(gpuName: string, layouts: Record<string, Row[]>, host: ReturnType<typeof measureHost>, tuner: ReturnType<typeof measureTuner>): void {
   const f = (x: number | null, d = 2) => (x == null ? "-" : x.toFixed(d));
   for (const [name, rows] of Object.entries(layouts)) {
     const rowBytes = name.startsWith("bf16") ? 1152 : 656;
@@ -296,7 +296,7 @@ function printReport(layouts: Record<string, Row[]>, host: ReturnType<typeof mea
   for (const r of tuner.rows) {
     console.log(`  n=${String(r.n).padStart(5)}  search ${r.search.padEnd(12)} ${f(r.searchUs).padStart(7)} µs   exhaustive ${r.exhaustive.padEnd(12)} ${f(r.exhaustiveUs).padStart(7)} µs   ${f(r.ratio, 3)}`);
   }
-  console.log("\ntargets (H100, measured in this run):");
+  console.log(`\ntargets (set for an H100; measured in this run on ${gpuName}):`);
   const bf = layouts["bf16 512+64"] ?? [];
   const u8 = layouts["u8 528+128"] ?? [];
   const line = (ok: boolean, text: string) => console.log(`  ${ok ? "met " : "MISS"}  ${text}`);

@@ -111,11 +111,12 @@ __device__ __forceinline__ const uint8_t* source_of(const SetKvBufferParams& p, 
                        : p.rope + i * p.rope_row_stride + (j - nope_vecs) * V;
 }
 
-// Sources are read exactly once: ld.global.cs marks the lines evict-first, which keeps L2 for the
-// cache rows that attention reads next.
+// Sources are read exactly once, through the read-only path (ld.global.nc). Not ld.global.cs:
+// marking the source lines evict-first looked right but measured 2.5-3 % slower at n = 16384 on
+// an H100 (lab experiment 2, bench/NOTES.md), with plain stores.
 template <typename T>
 __device__ __forceinline__ T load_streaming(const T* ptr) {
-  return __ldcs(ptr);
+  return __ldg(ptr);
 }
 
 }  // namespace mla_kv
