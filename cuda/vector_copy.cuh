@@ -21,13 +21,14 @@ __host__ __device__ constexpr int VectorsPerLane(int v) {
 }
 
 /*!
- * \brief Writes rows [nope | rope] into cache slots named by loc, one warp per ROWS rows.
+ * \brief The body of the vector path: rows [nope | rope] into cache slots named by loc, one warp
+ *        per ROWS rows.
  * \tparam V     vector width in bytes (16, 8, 4, 2, 1)
  * \tparam ROWS  rows per warp (1, 2, 4)
  * \tparam LocT  int32_t or int64_t
  */
 template <int V, int ROWS, typename LocT>
-__global__ void SetKvBufferVectorKernel(const SetKvBufferParams p) {
+__device__ __forceinline__ void SetKvBufferVectorBody(const SetKvBufferParams& p) {
   using Vec = typename VecOf<V>::type;
   constexpr int K = VectorsPerLane(V);
   const int lane = threadIdx.x & 31;
@@ -73,6 +74,18 @@ __global__ void SetKvBufferVectorKernel(const SetKvBufferParams p) {
   allow_next_grid_to_launch();
 }
 
+/*! \brief The vector path with 1 or 2 rows a warp: at most 120 registers, no bound needed. */
+template <int V, int ROWS, typename LocT>
+__global__ void SetKvBufferVectorKernel(const SetKvBufferParams p) {
+  SetKvBufferVectorBody<V, ROWS, LocT>(p);
+}
+
+/*! \brief The vector path with 4 rows a warp: narrow vectors need up to 145 registers unbounded. */
+template <int V, typename LocT>
+__global__ void __launch_bounds__(kMaxThreadsPerBlock) SetKvBufferVectorKernel4Rows(const SetKvBufferParams p) {
+  SetKvBufferVectorBody<V, 4, LocT>(p);
+}
+
 // ---- launch table ---------------------------------------------------------------------------
 
 template <int V, int ROWS, typename LocT>
@@ -81,7 +94,11 @@ cudaError_t LaunchVector(const SetKvBufferParams& p, int warps, bool pdl, cudaSt
   // The kernel strides over the grid, so capping the block count only matters past 2^31 rows.
   const int64_t blocks = (p.n + rows_per_block - 1) / rows_per_block;
   const unsigned grid = static_cast<unsigned>(blocks < 0x7fffffff ? blocks : 0x7fffffff);
-  return LaunchWrite(SetKvBufferVectorKernel<V, ROWS, LocT>, grid, warps * 32, 0, stream, pdl, p);
+  if constexpr (ROWS == 4) {
+    return LaunchWrite(SetKvBufferVectorKernel4Rows<V, LocT>, grid, warps * 32, 0, stream, pdl, p);
+  } else {
+    return LaunchWrite(SetKvBufferVectorKernel<V, ROWS, LocT>, grid, warps * 32, 0, stream, pdl, p);
+  }
 }
 
 template <int V, typename LocT>

@@ -143,6 +143,28 @@ describe.skipIf(!gpu.ok)(gpuSuiteName("setMlaKvBuffer"), () => {
     }
   });
 
+  it("writes rows whose sizes allow only 4-, 2- or 1-byte vectors, on the vector path", () => {
+    // fp16 6+2 (12 + 4 bytes: 4-byte vectors), bf16 7+3 (14 + 6: 2-byte), u8 13+5 (1-byte).
+    const odd: Layout[] = [{ dtype: "fp16", nope: 6, rope: 2 }, { dtype: "bf16", nope: 7, rope: 3 }, { dtype: "u8", nope: 13, rope: 5 }];
+    const rng = new Rng(SEED + 12);
+    const failures: string[] = [];
+    for (const layout of odd)
+      for (const n of [1, 33, 1000]) {
+        const c = makeCase(layout, "i64", n, rng);
+        try {
+          for (const warps of [1, 4, 16] as Warps[])
+            for (const rowsPerWarp of ROWS) {
+              const diff = runAndCompare(c, { path: "vector", warps, rowsPerWarp });
+              if (diff) failures.push(diff);
+            }
+          if (tma) expect(() => setMlaKvBuffer(c.cache, c.loc, c.kNope, c.kRope, { path: "tma" })).toThrow(MlaKvError);
+        } finally {
+          c.free();
+        }
+      }
+    expect(failures).toEqual([]);
+  });
+
   it("writes the same bytes with 1, 2 and 4 rows per warp on every path", () => {
     const rng = new Rng(SEED + 1);
     const failures: string[] = [];
