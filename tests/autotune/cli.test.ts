@@ -1,6 +1,5 @@
-import { afterAll, describe, expect, it } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, it } from "bun:test";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { profilePath, type Env } from "../../autotune/cache_dir.ts";
@@ -24,15 +23,9 @@ import {
 } from "../../autotune/profile.ts";
 import { fakeLayoutProfile, h100 } from "./fixtures/fake.ts";
 import { h100Like, sharpCrossover } from "./fixtures/landscapes.ts";
+import { tempDirs } from "../helpers/temp_dirs.ts";
 
-const root = mkdtempSync(join(tmpdir(), "mla-kv-cli-"));
-afterAll(() => rmSync(root, { recursive: true, force: true }));
-let seq = 0;
-function freshDir(): string {
-  const d = join(root, `d${seq++}`);
-  mkdirSync(d);
-  return d;
-}
+const freshDir = tempDirs("mla-kv-cli-");
 
 const REPO = join(import.meta.dir, "..", "..");
 

@@ -1,6 +1,6 @@
-import { afterAll, describe, expect, it } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { hostname, tmpdir } from "node:os";
+import { describe, expect, it } from "bun:test";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { hostname } from "node:os";
 import { join } from "node:path";
 import { profilePath, type Env } from "../../autotune/cache_dir.ts";
 import { lockPathFor } from "../../autotune/lock.ts";
@@ -8,15 +8,9 @@ import { ProfileLookup, autotuneEnabled, tuneLockTarget, type GetOrTuneOptions }
 import { identityKey, makeProfile, type GpuIdentity, type LayoutProfile, type Profile } from "../../autotune/profile.ts";
 import { readProfileFile } from "../../autotune/store.ts";
 import { fakeLayoutProfile, h100 } from "./fixtures/fake.ts";
+import { tempDirs } from "../helpers/temp_dirs.ts";
 
-const root = mkdtempSync(join(tmpdir(), "mla-kv-lookup-"));
-afterAll(() => rmSync(root, { recursive: true, force: true }));
-let seq = 0;
-function freshDir(): string {
-  const d = join(root, `d${seq++}`);
-  mkdirSync(d);
-  return d;
-}
+const freshDir = tempDirs("mla-kv-lookup-");
 
 const K1 = "1024+128/i64";
 const K2 = "656+0/i32";

@@ -1,20 +1,13 @@
-import { afterAll, describe, expect, it } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, it } from "bun:test";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { cacheDir, profilePath } from "../../autotune/cache_dir.ts";
 import { ProfileSchema, identityKey, makeProfile, type Profile } from "../../autotune/profile.ts";
 import { classifyBadJson, jsonPrefixState, readProfileFile, writeProfileFile } from "../../autotune/store.ts";
 import { fakeLayoutProfile, h100 } from "./fixtures/fake.ts";
+import { tempDirs } from "../helpers/temp_dirs.ts";
 
-const root = mkdtempSync(join(tmpdir(), "mla-kv-store-"));
-afterAll(() => rmSync(root, { recursive: true, force: true }));
-let seq = 0;
-function freshDir(): string {
-  const d = join(root, `d${seq++}`);
-  mkdirSync(d);
-  return d;
-}
+const freshDir = tempDirs("mla-kv-store-");
 
 const K1 = "1024+128/i64";
 const K2 = "656+0/i32";

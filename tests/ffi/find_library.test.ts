@@ -6,21 +6,11 @@ import { join } from "node:path";
 import { bunAdapter } from "../../ffi/bun_adapter.ts";
 import { libraryCandidates, libraryFileName, openLibrary, PACKAGE_ROOT } from "../../ffi/find_library.ts";
 import type { LibraryAdapter, OpenedLibrary } from "../../ffi/library_adapter.ts";
-import { MlaKvError } from "../../src/errors.ts";
 import { hostLibrary } from "../helpers/host_library.ts";
+import { thrown } from "../helpers/thrown.ts";
 
 const scratch = mkdtempSync(join(tmpdir(), "mla-kv-find-"));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
-
-function thrown(fn: () => unknown): MlaKvError {
-  try {
-    fn();
-  } catch (error) {
-    if (error instanceof MlaKvError) return error;
-    throw error;
-  }
-  throw new Error("expected an MlaKvError, but nothing was thrown");
-}
 
 /** A package root with the given library files present (empty files: the fake adapter never reads them). */
 function packageWith(files: string[]): string {

@@ -1,8 +1,8 @@
 import { describe, expect, it } from "bun:test";
-import { MlaKvError } from "../../src/errors.ts";
 import { planSetMlaKvBuffer, tmaMisalignments, type SetMlaKvBufferPlan } from "../../src/layout.ts";
 import type { DeviceTensor } from "../../src/tensor.ts";
 import { fake, fakeAddress } from "../helpers/fake_tensors.ts";
+import { thrown } from "../helpers/thrown.ts";
 
 /** A valid DeepSeek-V3-like write: 576-wide bf16 rows (512 nope + 64 rope), n = 4, int64 loc. */
 function deepseek(n = 4) {
@@ -16,16 +16,6 @@ function deepseek(n = 4) {
 
 function plan(args: ReturnType<typeof deepseek>, options?: { device?: number }): SetMlaKvBufferPlan {
   return planSetMlaKvBuffer(args.kvBuffer, args.loc, args.kNope, args.kRope, options);
-}
-
-function thrown(fn: () => unknown): MlaKvError {
-  try {
-    fn();
-  } catch (error) {
-    if (error instanceof MlaKvError) return error;
-    throw error;
-  }
-  throw new Error("expected an MlaKvError, but nothing was thrown");
 }
 
 describe("planSetMlaKvBuffer", () => {

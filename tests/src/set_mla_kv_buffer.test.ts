@@ -3,23 +3,13 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { DeviceTensor } from "../../src/tensor.ts";
-import { MlaKvError } from "../../src/errors.ts";
 import { chooseLaunchConfig, setMlaKvBuffer, validateSetMlaKvBufferOptions } from "../../src/set_mla_kv_buffer.ts";
 import { planSetMlaKvBuffer } from "../../src/layout.ts";
 import { Stream } from "../../src/stream.ts";
 import { fake } from "../helpers/fake_tensors.ts";
 import { hostLibrary, hostLibraryFailure } from "../helpers/host_library.ts";
 import { describeChild, runInChild } from "../helpers/run_in_child.ts";
-
-function thrown(fn: () => unknown): MlaKvError {
-  try {
-    fn();
-  } catch (error) {
-    if (error instanceof MlaKvError) return error;
-    throw error;
-  }
-  throw new Error("expected an MlaKvError, but nothing was thrown");
-}
+import { thrown } from "../helpers/thrown.ts";
 
 function write(n = 2) {
   return [fake("bf16", [64, 576]), fake("i64", [n]), fake("bf16", [n, 512]), fake("bf16", [n, 64])] as [DeviceTensor, DeviceTensor, DeviceTensor, DeviceTensor];

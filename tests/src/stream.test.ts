@@ -1,18 +1,8 @@
 import { describe, expect, it } from "bun:test";
-import { MlaKvError } from "../../src/errors.ts";
 import { Graph, Stream, streamHandleFor, timeOnStream } from "../../src/stream.ts";
 import { hostLibrary } from "../helpers/host_library.ts";
 import { describeChild, runInChild } from "../helpers/run_in_child.ts";
-
-function thrown(fn: () => unknown): MlaKvError {
-  try {
-    fn();
-  } catch (error) {
-    if (error instanceof MlaKvError) return error;
-    throw error;
-  }
-  throw new Error("expected an MlaKvError, but nothing was thrown");
-}
+import { thrown } from "../helpers/thrown.ts";
 
 describe("Stream.default", () => {
   it("is the NULL stream of the device", () => {

@@ -1,18 +1,8 @@
 import { describe, expect, it } from "bun:test";
-import { MlaKvError } from "../../src/errors.ts";
 import { Stream } from "../../src/stream.ts";
 import { allocTensor, fromHost, wrapDevicePointer } from "../../src/tensor.ts";
 import { fake, fakeAddress } from "../helpers/fake_tensors.ts";
-
-function thrown(fn: () => unknown): MlaKvError {
-  try {
-    fn();
-  } catch (error) {
-    if (error instanceof MlaKvError) return error;
-    throw error;
-  }
-  throw new Error("expected an MlaKvError, but nothing was thrown");
-}
+import { thrown } from "../helpers/thrown.ts";
 
 describe("wrapDevicePointer", () => {
   it("describes foreign memory with contiguous strides by default and does not own it", () => {

@@ -10,16 +10,7 @@ import {
   validateShape,
   validateStrides,
 } from "../../src/validate.ts";
-
-function thrown(fn: () => unknown): MlaKvError {
-  try {
-    fn();
-  } catch (error) {
-    if (error instanceof MlaKvError) return error;
-    throw error;
-  }
-  throw new Error("expected an MlaKvError, but nothing was thrown");
-}
+import { thrown } from "../helpers/thrown.ts";
 
 describe("validateDevice", () => {
   it("accepts 0 and larger integer indices", () => {
