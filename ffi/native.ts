@@ -9,7 +9,9 @@
  */
 
 import { MlaKvError, type MlaKvErrorCode } from "../src/errors.ts";
-import { openLibrary } from "./find_library.ts";
+import { join } from "node:path";
+import { openLibrary, PACKAGE_ROOT } from "./find_library.ts";
+import { buildIdMismatch, cudaSourceHash } from "./source_hash.ts";
 import type { LibraryAdapter, OpenedLibrary } from "./library_adapter.ts";
 import { MLA_KV_ABI_VERSION, MLA_KV_SYMBOLS, type ArgKind, type MlaKvSymbols, type SymbolName } from "./symbols.ts";
 
@@ -46,7 +48,8 @@ let loaded: LoadedLibrary | undefined;
  * load is not cached, so building the library and calling again works without a restart.
  *
  * @throws {MlaKvError} `LIBRARY_NOT_FOUND` when no candidate loads, `ABI_MISMATCH` when the
- * library was built for another ABI version, `UNSUPPORTED` outside Bun and Deno.
+ * library was built for another ABI version or (the package's own library) from other CUDA sources,
+ * `UNSUPPORTED` outside Bun and Deno.
  */
 export function loadLibrary(): LoadedLibrary {
   if (loaded !== undefined) return loaded;
@@ -63,10 +66,19 @@ export function loadLibrary(): LoadedLibrary {
         "Rebuild the library from this package (`bun run build`) or point MLA_KV_LIBRARY at a matching build.",
     );
   }
+  // The package's own library (not one named by MLA_KV_LIBRARY) must come from its own sources.
+  const buildId = opened.symbols.mla_kv_build_id();
+  if (!process.env.MLA_KV_LIBRARY) {
+    const mismatch = buildIdMismatch(opened.path, buildId, cudaSourceHash(join(PACKAGE_ROOT, "cuda")));
+    if (mismatch !== null) {
+      opened.close();
+      throw new MlaKvError("ABI_MISMATCH", mismatch);
+    }
+  }
   const traced = isTraceEnabled() ? traceSymbols(opened) : opened.symbols;
   loaded = {
     path: opened.path,
-    buildId: opened.symbols.mla_kv_build_id(),
+    buildId,
     abiVersion,
     symbols: traced,
   };

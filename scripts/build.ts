@@ -9,9 +9,9 @@
  *   bun run build --bench         also the benchmark's reference kernels (build/libmla_kv_bench.so)
  *                                 and its C host loop (build/host_loop); not part of the package
  */
-import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync } from "node:fs";
+import { existsSync, mkdirSync, renameSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { cudaSourceHash } from "../ffi/source_hash.ts";
 
 const root = resolve(import.meta.dir, "..");
 const cudaDir = join(root, "cuda");
@@ -29,18 +29,6 @@ function gencodeFlags(archs: readonly string[], ptx: string | null): string[] {
   return flags;
 }
 
-function sourceHash(): string {
-  const hash = createHash("sha256");
-  const walk = (dir: string) => {
-    for (const name of readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
-      const p = join(dir, name.name);
-      if (name.isDirectory()) walk(p);
-      else if (/\.(cu|cuh|h)$/.test(name.name)) hash.update(name.name).update(readFileSync(p));
-    }
-  };
-  walk(cudaDir);
-  return hash.digest("hex").slice(0, 12);
-}
 
 function main(): number {
   const nvcc = process.env.NVCC ?? "nvcc";
@@ -57,7 +45,7 @@ function main(): number {
   const ptx = requested && requested.length > 0 ? null : PTX_ARCH;
   // Deterministic: the same sources and targets give the same id, so a profile measured with one
   // build (bundled ones included) is used by every rebuild of it, and by nothing else.
-  const buildId = `${sourceHash()}-${archs.join(".")}`;
+  const buildId = `${cudaSourceHash(cudaDir)}-${archs.join(".")}`;
 
   mkdirSync(outDir, { recursive: true });
   const tmp = `${output}.tmp-${process.pid}`;

@@ -1,6 +1,6 @@
 /**
  * The same mod.ts under Deno (`bun run test:deno`, which is `deno test --no-check --allow-ffi
- * --allow-read --allow-env --allow-write tests/deno/smoke.deno.ts`; --no-check because the
+ * --allow-read --allow-env --allow-write --allow-run tests/deno/smoke.deno.ts`; --no-check because the
  * package is type-checked by tsc with Bun's types): the library loads through the Deno adapter, bad input is refused
  * before the FFI with the same errors, and on a GPU a real write is byte-exact. Bun's test runner
  * skips this file (it is not *.test.ts); CI runs it with Deno from the npm registry.
@@ -81,4 +81,20 @@ Deno.test({
     const bad = got.findIndex((v, i) => v !== want[i]);
     assert(bad === -1, `first difference at element ${bad}`);
   },
+});
+
+Deno.test("runs the README's example under Deno: verified bytes on a GPU, one clear sentence without", async () => {
+  const example = new URL("../../examples/write_rows.ts", import.meta.url).pathname;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-check", "--allow-ffi", "--allow-read", "--allow-env", "--allow-write", example],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+  if (gpuCount() > 0) {
+    assert(out.code === 0 && text.includes("example: verified all"), `example failed (exit ${out.code}):\n${text}`);
+  } else {
+    assert(out.code === 1 && text.includes("example: no usable NVIDIA GPU here"), `unexpected (exit ${out.code}):\n${text}`);
+    assert(!text.includes("    at "), `a stack trace leaked:\n${text}`);
+  }
 });
