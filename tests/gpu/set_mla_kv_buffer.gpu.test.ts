@@ -3,6 +3,8 @@
  * rows not named in loc and the bytes past nope+rope must keep the poison.
  */
 import { describe, expect, it } from "bun:test";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import {
   allocTensor,
   checkErrors,
@@ -392,6 +394,33 @@ describe.skipIf(!gpu.ok)(gpuSuiteName("setMlaKvBuffer"), () => {
         graph.replay(stream);
         stream.synchronize();
         expect(firstDifference(downloadBytes(c.cache), c.want, c.rowBytes)).toBeNull();
+      } finally {
+        c.free();
+      }
+    });
+
+    it("captures the first write of a layout with no profile without tuning or synchronising, and tunes at the next eager call", () => {
+      // 500 + 60 bf16 elements: a layout no other test writes, so no profile exists for it yet.
+      const layout: Layout = { dtype: "bf16", nope: 500, rope: 60 };
+      const key = "1000+120/i32";
+      const stored = () => {
+        const dir = process.env.MLA_KV_CACHE_DIR!;
+        return readdirSync(dir).filter((f) => f.endsWith(".json")).some((f) => key in (JSON.parse(readFileSync(join(dir, f), "utf8")).layouts ?? {}));
+      };
+      expect(stored()).toBe(false);
+      const c = makeCase(layout, "i32", 2000, new Rng(SEED + 13));
+      using stream = Stream.create(0);
+      try {
+        poison(c.cache, c.capacity * c.rowBytes);
+        checkErrors(0);
+        using graph = stream.capture(() => setMlaKvBuffer(c.cache, c.loc, c.kNope, c.kRope, { stream }));
+        expect(stored()).toBe(false); // nothing was tuned inside the capture
+        graph.replay(stream);
+        stream.synchronize();
+        expect(firstDifference(downloadBytes(c.cache), c.want, c.rowBytes)).toBeNull();
+        setMlaKvBuffer(c.cache, c.loc, c.kNope, c.kRope, { stream }); // eager: now it tunes
+        stream.synchronize();
+        expect(stored()).toBe(true);
       } finally {
         c.free();
       }

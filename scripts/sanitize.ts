@@ -1,0 +1,33 @@
+#!/usr/bin/env bun
+/**
+ * `bun run sanitize`: scripts/sanitize_cases.ts under compute-sanitizer's memcheck, racecheck,
+ * synccheck and initcheck, one summary line per tool. Needs a GPU and compute-sanitizer (part of
+ * the CUDA toolkit) on the PATH. First-use tuning is off here: it would only add timing launches.
+ */
+import { join, resolve } from "node:path";
+
+const root = resolve(import.meta.dir, "..");
+const tools = ["memcheck", "racecheck", "synccheck", "initcheck"];
+const which = Bun.spawnSync(["sh", "-c", "command -v compute-sanitizer"]);
+if (which.exitCode !== 0) {
+  console.error("sanitize: compute-sanitizer is not on the PATH (it ships with the CUDA toolkit).");
+  process.exit(1);
+}
+let clean = true;
+for (const tool of tools) {
+  const t0 = performance.now();
+  const run = Bun.spawnSync(
+    ["compute-sanitizer", "--tool", tool, "--print-limit", "20", process.execPath, join(root, "scripts", "sanitize_cases.ts")],
+    { env: { ...process.env, MLA_KV_AUTOTUNE: "0", MLA_KV_QUIET: "1" }, stdout: "pipe", stderr: "pipe" },
+  );
+  const text = run.stdout.toString() + run.stderr.toString();
+  const summary = /ERROR SUMMARY: (\d+) error/.exec(text);
+  const cases = /sanitize-cases: (.*)/.exec(text)?.[1] ?? "the cases did not finish";
+  const errors = summary ? Number(summary[1]) : NaN;
+  const ok = run.exitCode === 0 && errors === 0 && cases.includes("every byte right");
+  clean &&= ok;
+  console.log(`sanitize: ${tool.padEnd(9)} ${Number.isNaN(errors) ? "no summary" : `${errors} errors`}; ${cases} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+  if (!ok) console.log(text.split("\n").filter((l) => l.includes("=========")).slice(0, 30).join("\n"));
+}
+console.log(`sanitize: ${clean ? "clean" : "NOT clean"}`);
+process.exit(clean ? 0 : 1);

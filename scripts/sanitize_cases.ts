@@ -1,0 +1,66 @@
+#!/usr/bin/env bun
+/**
+ * The writes `bun run sanitize` runs under each compute-sanitizer tool: both paths, small and large
+ * n, int32 and int64 loc, PDL on and off, padding and out-of-range loc, a strided source and a
+ * graph replay. Each is checked byte for byte too (a clean sanitizer run of a wrong write proves
+ * nothing). Prints one line: how many writes ran and whether every byte was right.
+ */
+import { allocTensor, checkErrors, fromHost, MlaKvError, setMlaKvBuffer, Stream, supportsPath, type Path } from "../mod.ts";
+
+const stream = Stream.create(0);
+const paths: Path[] = supportsPath(0, "tma") ? ["vector", "tma"] : ["vector"];
+let writes = 0, wrong = 0;
+
+function one(n: number, locDtype: "i32" | "i64", path: Path, pdl: boolean, bad: "none" | "padding" | "out-of-range", strided: boolean): void {
+  const capacity = n + 50;
+  const width = strided ? 640 : 576;
+  const src = new Uint16Array(n * width).map((_, i) => (i * 2654435761) >>> 16 | 1);
+  const slots = Array.from({ length: n }, (_, i) => (i * 7 + 3) % capacity);
+  if (bad === "padding") slots[0] = -1;
+  if (bad === "out-of-range") slots[n - 1] = capacity + 5;
+  using cache = allocTensor("bf16", [capacity, 576]);
+  const want = new Uint16Array(capacity * 576).fill(0x5a5a);
+  cache.upload(want, { stream });
+  using kv = fromHost(src, "bf16", [n, width], { stream });
+  using loc = locDtype === "i32" ? fromHost(Int32Array.from(slots), "i32", [n], { stream }) : fromHost(BigInt64Array.from(slots, BigInt), "i64", [n], { stream });
+  setMlaKvBuffer(cache, loc, kv.narrow(1, 0, 512), kv.narrow(1, 512, 64), { stream, path, pdl });
+  ++writes;
+  try {
+    stream.synchronize();
+    if (bad === "out-of-range") throw new Error("the out-of-range row was not reported");
+  } catch (error) {
+    if (!(bad === "out-of-range" && error instanceof MlaKvError && error.code === "OUT_OF_RANGE_LOC")) throw error;
+  }
+  slots.forEach((s, i) => {
+    if (s < 0 || s >= capacity) return;
+    want.set(src.subarray(i * width, i * width + 576), s * 576);
+  });
+  const got = cache.download({ stream });
+  if (got.some((v, i) => v !== want[i])) ++wrong;
+}
+
+for (const path of paths)
+  for (const n of [1, 300, 5000])
+    for (const locDtype of ["i32", "i64"] as const) one(n, locDtype, path, n !== 300, n === 300 ? "padding" : "none", n === 5000);
+for (const path of paths) one(200, "i64", path, true, "out-of-range", false);
+
+// A graph replay of a write.
+{
+  const n = 1000, capacity = 1200;
+  using cache = allocTensor("bf16", [capacity, 576]);
+  using kNope = fromHost(new Uint16Array(n * 512).map((_, i) => i | 1), "bf16", [n, 512], { stream });
+  using kRope = fromHost(new Uint16Array(n * 64).map((_, i) => i | 3), "bf16", [n, 64], { stream });
+  using loc = fromHost(Int32Array.from({ length: n }, (_, i) => capacity - 1 - i), "i32", [n], { stream });
+  stream.synchronize();
+  using graph = stream.capture(() => setMlaKvBuffer(cache, loc, kNope, kRope, { stream }));
+  graph.replay(stream);
+  graph.replay(stream);
+  stream.synchronize();
+  writes += 2;
+  const got = cache.download({ stream });
+  if (got[(capacity - 1) * 576] !== 1 || got[(capacity - n) * 576 + 512] !== (((n - 1) * 64) | 3)) ++wrong;
+}
+checkErrors(0);
+stream.destroy();
+console.log(`sanitize-cases: ${writes} writes, ${wrong === 0 ? "every byte right" : `${wrong} WRONG`}`);
+process.exit(wrong === 0 ? 0 : 1);
