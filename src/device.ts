@@ -18,7 +18,7 @@ import {
   MLA_KV_PROP_TOTAL_MEMORY,
 } from "../ffi/symbols.ts";
 import type { Path } from "./dispatch.ts";
-import { describeValue, invalidArgument } from "./errors.ts";
+import { describeValue, invalidArgument, MlaKvError } from "./errors.ts";
 import { validateDevice } from "./validate.ts";
 
 /** Properties of one GPU. */
@@ -104,4 +104,27 @@ export function supportsPath(device: number, path: Path): boolean {
   const supported = out[0] === 1;
   supportCache[path][device] = supported;
   return supported;
+}
+
+/** The oldest architecture the library carries code for (SASS for sm_75; nothing older). */
+export const MIN_COMPUTE_CAPABILITY: readonly [number, number] = [7, 5];
+
+const archChecked: boolean[] = [];
+
+/**
+ * Throws `UNSUPPORTED` when `device` is older than sm_75, for which the library has no code: the
+ * write would otherwise fail at launch with a CUDA error that does not say why. Cached per device.
+ */
+export function requireSupportedArchitecture(device: number): void {
+  if (archChecked[device]) return;
+  const info = deviceInfo(device);
+  const [major, minor] = info.computeCapability;
+  if (major * 10 + minor < MIN_COMPUTE_CAPABILITY[0] * 10 + MIN_COMPUTE_CAPABILITY[1]) {
+    throw new MlaKvError(
+      "UNSUPPORTED",
+      `device ${device} (${info.name}) is sm_${major}${minor}; mla-kv's library runs on sm_75 (Turing) and newer`,
+      "device",
+    );
+  }
+  archChecked[device] = true;
 }

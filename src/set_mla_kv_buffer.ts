@@ -6,7 +6,7 @@
 
 import { check, native } from "../ffi/native.ts";
 import { MLA_KV_FLAG_PDL, MLA_KV_PATH_TMA, MLA_KV_PATH_VECTOR } from "../ffi/symbols.ts";
-import { deviceInfo, supportsPath } from "./device.ts";
+import { deviceInfo, requireSupportedArchitecture, supportsPath } from "./device.ts";
 import { dispatch, ROWS_PER_WARP, WARPS, type LaunchConfig, type Path, type RowsPerWarp, type Warps } from "./dispatch.ts";
 import { tableFor } from "./dispatch_tables.ts";
 import { describeValue, invalidArgument, MlaKvError } from "./errors.ts";
@@ -193,6 +193,8 @@ export function setMlaKvBuffer(
   const stream = streamHandleFor(opts.stream, plan.device, "options.stream");
   if (plan.n === 0) return;
   const config = chooseConfig(plan, opts);
+  // After every host-side check, so argument errors never depend on which GPU (if any) is there.
+  requireSupportedArchitecture(plan.device);
   const status = native().mla_kv_set_kv_buffer(
     plan.device,
     stream,

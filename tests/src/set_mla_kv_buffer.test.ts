@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { DeviceTensor } from "../../src/tensor.ts";
@@ -185,6 +185,20 @@ describe.skipIf(!host)(`setMlaKvBuffer against the host implementation of the AB
       m.setMlaKvBuffer(kv, loc, nope, rope, { stream });
     `, env());
     expect(result.error, describeChild(result)).toEqual({ name: "MlaKvError", code: "DISPOSED", message: "this Stream was destroyed", argument: "stream" });
+  });
+
+  it("refuses a GPU older than sm_75, which the library has no code for, naming it and launching nothing", () => {
+    const log = freshLog();
+    const result = runInChild(`
+      using kv = m.allocTensor("bf16", [8, 576]);
+      using nope = m.allocTensor("bf16", [2, 512]);
+      using rope = m.allocTensor("bf16", [2, 64]);
+      using loc = m.fromHost(new Int32Array([1, 2]), "i32", [2]);
+      m.setMlaKvBuffer(kv, loc, nope, rope);
+    `, env({ HOST_MLA_KV_CC_MAJOR: "7", HOST_MLA_KV_LOG: log }));
+    expect(result.error, describeChild(result)).toMatchObject({ code: "UNSUPPORTED", argument: "device" });
+    expect(result.error!.message).toContain("is sm_70; mla-kv's library runs on sm_75 (Turing) and newer");
+    expect(existsSync(log) ? readFileSync(log, "utf8") : "").toBe("");
   });
 
   it("refuses a forced TMA path on a GPU older than sm_90, naming the GPU", () => {
