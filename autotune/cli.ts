@@ -12,6 +12,7 @@ import { parseArgs } from "node:util";
 import { cacheDir, profilePath, type Env } from "./cache_dir.ts";
 import { LockTimeoutError, withLock } from "./lock.ts";
 import { ProfileLookup, quietRequested, tuneLockTarget } from "./lookup.ts";
+import { layoutAllowsTma } from "../src/layout.ts";
 import {
   identityKey,
   layoutKey,
@@ -391,7 +392,7 @@ export function runAutotune(argv: readonly string[], deps: AutotuneDeps): number
         const measure = deps.measureFor(gpu.index, job.spec);
         const r = tuneLayoutWithStats({
           measure,
-          tmaAllowed: gpu.tmaAllowed,
+          tmaAllowed: gpu.tmaAllowed && layoutAllowsTma(job.spec.nopeElems * DTYPE_BYTES[job.spec.dtype], job.spec.ropeElems * DTYPE_BYTES[job.spec.dtype]),
           maxBucket: DEFAULT_MAX_BUCKET,
           method,
           now: deps.now,

@@ -7,6 +7,7 @@
  */
 import { builtinTable, BUCKET_COUNT, layoutKey, type DispatchTable, type LayoutKeyInput } from "../src/dispatch.ts";
 import { deviceInfo, supportsPath } from "../src/device.ts";
+import { layoutAllowsTma } from "../src/layout.ts";
 import { captureInProgress, type Stream } from "../src/stream.ts";
 import { gpuIdentity } from "./identity.ts";
 import { getOrTune, quietRequested as quiet } from "./lookup.ts";
@@ -42,28 +43,37 @@ export function profiledTable(device: number, layout: LayoutKeyInput, stream?: S
   const identity = gpuIdentity(device);
   const key = layoutKey(layout);
   const capturing = captureInProgress() || (stream !== undefined && !stream.isDefault && stream.isCapturing());
-  const tmaAllowed = supportsPath(device, "tma");
+  const tmaAllowed = supportsPath(device, "tma") && layoutAllowsTma(layout.nopeBytes, layout.ropeBytes);
+  const say = (line: string) => {
+    if (!quiet(env)) process.stderr.write(`${line}\n`);
+  };
   let tuned: { ms: number; crossoverN: number | null } | undefined;
-  const result = getOrTune({
-    identity,
-    layoutKey: key,
-    env,
-    canTune: !capturing,
-    warn: (line) => {
-      if (!quiet(env)) process.stderr.write(`${line}\n`);
-    },
-    tune: () => {
-      const t0 = performance.now();
-      const measurer = createMeasurer(device, { nopeBytes: layout.nopeBytes, ropeBytes: layout.ropeBytes, locBytes: layout.locBytes as 4 | 8 });
-      try {
-        const { profile } = tuneLayoutWithStats({ measure: measurer.measure, tmaAllowed, method: "search" });
-        tuned = { ms: performance.now() - t0, crossoverN: profile.crossoverN };
-        return profile;
-      } finally {
-        measurer.free();
-      }
-    },
-  });
+  let result;
+  try {
+    result = getOrTune({
+      identity,
+      layoutKey: key,
+      env,
+      canTune: !capturing,
+      warn: say,
+      tune: () => {
+        const t0 = performance.now();
+        const measurer = createMeasurer(device, { nopeBytes: layout.nopeBytes, ropeBytes: layout.ropeBytes, locBytes: layout.locBytes as 4 | 8 });
+        try {
+          const { profile } = tuneLayoutWithStats({ measure: measurer.measure, tmaAllowed, method: "search" });
+          tuned = { ms: performance.now() - t0, crossoverN: profile.crossoverN };
+          return profile;
+        } finally {
+          measurer.free();
+        }
+      },
+    });
+  } catch (error) {
+    // A tune that fails (a GPU out of memory for the scratch buffers, say) must never fail the
+    // write it was for: the built-in rule is always correct, only perhaps slower.
+    say(`mla-kv: tuning ${key} on device ${device} failed (${(error as Error).message.split("\n")[0]}); using the built-in rule`);
+    return { table: builtinTable(deviceInfo(device).computeCapability[0]), final: true };
+  }
   if (tuned && !quiet(env)) {
     const where = result.persisted === false ? `kept in memory (${result.path} not writable)` : result.path;
     process.stderr.write(`${tunedLine(deviceInfo(device).name, key, tuned.ms, tuned.crossoverN, tmaAllowed, where)}\n`);

@@ -21,7 +21,8 @@ for (const tool of tools) {
     { env: { ...process.env, MLA_KV_AUTOTUNE: "0", MLA_KV_QUIET: "1" }, stdout: "pipe", stderr: "pipe" },
   );
   const text = run.stdout.toString() + run.stderr.toString();
-  const summary = /ERROR SUMMARY: (\d+) error/.exec(text);
+  // racecheck reports hazards in its own summary line; the other tools in ERROR SUMMARY.
+  const summary = /ERROR SUMMARY: (\d+) error/.exec(text) ?? /RACECHECK SUMMARY: \d+ hazards? displayed \((\d+) error/.exec(text);
   const cases = /sanitize-cases: (.*)/.exec(text)?.[1] ?? "the cases did not finish";
   const errors = summary ? Number(summary[1]) : NaN;
   const ok = run.exitCode === 0 && errors === 0 && cases.includes("every byte right");

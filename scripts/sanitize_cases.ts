@@ -12,7 +12,8 @@ const paths: Path[] = supportsPath(0, "tma") ? ["vector", "tma"] : ["vector"];
 let writes = 0, wrong = 0;
 
 function one(n: number, locDtype: "i32" | "i64", path: Path, pdl: boolean, bad: "none" | "padding" | "out-of-range", strided: boolean): void {
-  const capacity = n + 50;
+  // 7 must not divide the capacity, so the slots (7i + 3) mod capacity are distinct.
+  const capacity = (n + 50) % 7 === 0 ? n + 51 : n + 50;
   const width = strided ? 640 : 576;
   const src = new Uint16Array(n * width).map((_, i) => (i * 2654435761) >>> 16 | 1);
   const slots = Array.from({ length: n }, (_, i) => (i * 7 + 3) % capacity);
@@ -48,6 +49,7 @@ for (const path of paths) one(200, "i64", path, true, "out-of-range", false);
 {
   const n = 1000, capacity = 1200;
   using cache = allocTensor("bf16", [capacity, 576]);
+  cache.upload(new Uint16Array(capacity * 576).fill(0x5a5a), { stream }); // every byte initialised
   using kNope = fromHost(new Uint16Array(n * 512).map((_, i) => i | 1), "bf16", [n, 512], { stream });
   using kRope = fromHost(new Uint16Array(n * 64).map((_, i) => i | 3), "bf16", [n, 64], { stream });
   using loc = fromHost(Int32Array.from({ length: n }, (_, i) => capacity - 1 - i), "i32", [n], { stream });

@@ -48,6 +48,15 @@ export interface PlanOptions {
 /** The alignment, in bytes, that TMA bulk copies require of addresses, strides and sizes. */
 export const TMA_ALIGNMENT = 16;
 
+/**
+ * Whether rows of this layout can ever take the TMA path: the nope and rope byte sizes (and so
+ * the row) must be multiples of {@link TMA_ALIGNMENT}. Addresses and strides are per call; the
+ * tuner, which times on aligned scratch buffers, only needs this.
+ */
+export function layoutAllowsTma(nopeBytes: number, ropeBytes: number): boolean {
+  return nopeBytes % TMA_ALIGNMENT === 0 && ropeBytes % TMA_ALIGNMENT === 0;
+}
+
 const ROW_DTYPE_NAMES = "bf16, fp16, u8, fp8_e4m3 or fp8_e5m2";
 const WRITABLE: ReadonlySet<DType> = new Set<DType>(["bf16", "fp16", "u8", "fp8_e4m3", "fp8_e5m2"]);
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "bun:test";
-import { planSetMlaKvBuffer, tmaMisalignments, type SetMlaKvBufferPlan } from "../../src/layout.ts";
+import { layoutAllowsTma, planSetMlaKvBuffer, tmaMisalignments, type SetMlaKvBufferPlan } from "../../src/layout.ts";
 import type { DeviceTensor } from "../../src/tensor.ts";
 import { fake, fakeAddress } from "../helpers/fake_tensors.ts";
 import { thrown } from "../helpers/thrown.ts";
@@ -223,5 +223,15 @@ describe("planSetMlaKvBuffer", () => {
       const p = planSetMlaKvBuffer(fake("fp8_e4m3", [8, 656]), fake("i64", [2]), fake("fp8_e4m3", [2, 512]), fake("fp8_e4m3", [2, 144]));
       expect(p.tmaAligned).toBe(true);
     });
+  });
+});
+
+describe("layoutAllowsTma", () => {
+  it("allows TMA only for rows whose nope and rope byte sizes are multiples of 16", () => {
+    expect(layoutAllowsTma(1024, 128)).toBe(true);
+    expect(layoutAllowsTma(528, 128)).toBe(true);
+    expect(layoutAllowsTma(1000, 120)).toBe(false); // bf16 500 + 60
+    expect(layoutAllowsTma(378, 124)).toBe(false); // bf16 189 + 62
+    expect(layoutAllowsTma(1024, 0)).toBe(true);
   });
 });
