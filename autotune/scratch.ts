@@ -62,10 +62,12 @@ export function allocScratch(layout: ScratchLayout, options: { device?: number; 
     const caches: DeviceTensor[] = [], nope: DeviceTensor[] = [], rope: DeviceTensor[] = [], loc: DeviceTensor[] = [];
     for (let l = 0; l < layers; ++l) {
       caches.push(track(allocTensor(layout.dtype, [capacity, width], { device })));
-      nope.push(track(allocTensor(layout.dtype, [maxN, layout.nopeElems], { device })));
-      rope.push(track(allocTensor(layout.dtype, [maxN, layout.ropeElems], { device })));
-      fill(nope[l]!, maxN * layout.nopeElems * eb, 0x3c);
-      fill(rope[l]!, maxN * layout.ropeElems * eb, 0x5a);
+      // A layout may have no rope part (or no nope part); a zero-width allocation cannot exist, so
+      // such a part gets one column that views narrow away.
+      nope.push(track(allocTensor(layout.dtype, [maxN, Math.max(1, layout.nopeElems)], { device })));
+      rope.push(track(allocTensor(layout.dtype, [maxN, Math.max(1, layout.ropeElems)], { device })));
+      fill(nope[l]!, maxN * Math.max(1, layout.nopeElems) * eb, 0x3c);
+      fill(rope[l]!, maxN * Math.max(1, layout.ropeElems) * eb, 0x5a);
       const slots = randomSlots(maxN, capacity, (options.seed ?? 7) + l * 7919);
       loc.push(track(layout.locBytes === 8 ? fromHost(widen(slots), "i64", [maxN], { device }) : fromHost(slots, "i32", [maxN], { device })));
     }
@@ -75,8 +77,8 @@ export function allocScratch(layout: ScratchLayout, options: { device?: number; 
         return {
           cache: caches[layer]!,
           loc: loc[layer]!.narrow(0, 0, n),
-          kNope: nope[layer]!.narrow(0, 0, n),
-          kRope: rope[layer]!.narrow(0, 0, n),
+          kNope: nope[layer]!.narrow(0, 0, n).narrow(1, 0, layout.nopeElems),
+          kRope: rope[layer]!.narrow(0, 0, n).narrow(1, 0, layout.ropeElems),
         };
       },
       free() {
