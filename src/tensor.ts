@@ -294,6 +294,11 @@ export interface WrapDevicePointerInit<D extends DType> {
   strides?: readonly number[];
   /** CUDA device index; default 0. */
   device?: number;
+  /**
+   * Bytes the foreign allocation holds from `ptr` on. When given, a shape and strides that would
+   * reach past it are refused here, before any kernel could write out of bounds.
+   */
+  bytes?: number;
 }
 
 /**
@@ -306,12 +311,24 @@ export interface WrapDevicePointerInit<D extends DType> {
  * ```
  */
 export function wrapDevicePointer<D extends DType>(init: WrapDevicePointerInit<D>): DeviceTensor<D> {
-  const fields = validateOptionKeys(init, "init", ["ptr", "dtype", "shape", "strides", "device"]);
+  const fields = validateOptionKeys(init, "init", ["ptr", "dtype", "shape", "strides", "device", "bytes"]);
   if (fields === undefined) throw invalidArgument("init", "expected { ptr, dtype, shape, strides?, device? }, got undefined");
   const ptr = validatePointer(fields.ptr, "ptr");
   const dtype = validateDType(fields.dtype, "dtype") as D;
   const shape = validateShape(fields.shape, "shape", true);
   const strides = fields.strides === undefined ? Object.freeze(contiguousStrides(shape)) : validateStrides(fields.strides, shape, "strides");
   const device = validateDevice(fields.device ?? 0, "device");
+  if (fields.bytes !== undefined) {
+    const bytes = fields.bytes;
+    if (typeof bytes !== "number" || !Number.isSafeInteger(bytes) || bytes < 0) {
+      throw invalidArgument("bytes", `expected the allocation's size in bytes (an integer >= 0), got ${describeValue(bytes)}`);
+    }
+    // The last element addressed is at sum((shape[i] - 1) * strides[i]); an empty tensor addresses nothing.
+    const empty = shape.some((d) => d === 0);
+    const span = empty ? 0 : (shape.reduce((last, d, i) => last + (d - 1) * strides[i]!, 0) + 1) * DTYPES[dtype].bytes;
+    if (span > bytes) {
+      throw invalidArgument("shape", `expected a tensor within the ${bytes}-byte allocation at 0x${ptr.toString(16)}, but shape [${shape.join(", ")}] with strides [${strides.join(", ")}] of ${dtype} reaches ${span} bytes`);
+    }
+  }
   return new DeviceTensor({ device, ptr, dtype, shape, strides, owned: false, allocation: { freed: false } });
 }

@@ -4,6 +4,27 @@ import { allocTensor, fromHost, wrapDevicePointer } from "../../src/tensor.ts";
 import { fake, fakeAddress } from "../helpers/fake_tensors.ts";
 import { thrown } from "../helpers/thrown.ts";
 
+describe("wrapDevicePointer with the foreign allocation's size", () => {
+  it("refuses a shape that would reach past the allocation, naming the shape and both sizes", () => {
+    const error = thrown(() => wrapDevicePointer({ ptr: 0x10000, dtype: "bf16", shape: [10, 576], bytes: 1000 }));
+    expect(error.code).toBe("INVALID_ARGUMENT");
+    expect(error.argument).toBe("shape");
+    expect(error.message).toContain("within the 1000-byte allocation");
+    expect(error.message).toContain("reaches 11520 bytes");
+  });
+
+  it("counts strided rows up to the last element they address, not rows times stride", () => {
+    // 3 rows of 512 at a stride of 576: the last element is at 2 * 576 + 511.
+    expect(() => wrapDevicePointer({ ptr: 0x10000, dtype: "bf16", shape: [3, 512], strides: [576, 1], bytes: (2 * 576 + 512) * 2 })).not.toThrow();
+    expect(() => wrapDevicePointer({ ptr: 0x10000, dtype: "bf16", shape: [3, 512], strides: [576, 1], bytes: (2 * 576 + 512) * 2 - 1 })).toThrow(/reaches/);
+  });
+
+  it("accepts an empty tensor over any allocation, and refuses a size that is not a byte count", () => {
+    expect(() => wrapDevicePointer({ ptr: 0x10000, dtype: "i64", shape: [0], bytes: 0 })).not.toThrow();
+    expect(thrown(() => wrapDevicePointer({ ptr: 0x10000, dtype: "i64", shape: [4], bytes: -8 })).argument).toBe("bytes");
+  });
+});
+
 describe("wrapDevicePointer", () => {
   it("describes foreign memory with contiguous strides by default and does not own it", () => {
     const t = wrapDevicePointer({ ptr: fakeAddress(1), dtype: "bf16", shape: [8, 16, 576] });
