@@ -13,9 +13,11 @@ import { cacheDir, profilePath, type Env } from "./cache_dir.ts";
 import { LockTimeoutError, withLock } from "./lock.ts";
 import { ProfileLookup, quietRequested, tuneLockTarget } from "./lookup.ts";
 import { layoutAllowsTma } from "../src/layout.ts";
+// The key dispatch looks profiles up by, so what this command stores is what writes will find.
+import { layoutKey } from "../src/dispatch.ts";
+import { dtypeBytes } from "../src/dtypes.ts";
 import {
   identityKey,
-  layoutKey,
   makeProfile,
   type Choice,
   type GpuIdentity,
@@ -45,7 +47,6 @@ export interface GpuInfo {
 export const ROW_DTYPES = ["bf16", "fp16", "u8", "fp8_e4m3", "fp8_e5m2"] as const;
 export type RowDType = (typeof ROW_DTYPES)[number];
 
-const DTYPE_BYTES: Record<RowDType, number> = { bf16: 2, fp16: 2, u8: 1, fp8_e4m3: 1, fp8_e5m2: 1 };
 
 /** A row layout as the command names it: `bf16:512+64` with a loc dtype. */
 export interface TuneLayoutSpec {
@@ -222,7 +223,7 @@ export function parseLayoutSpec(spec: string): Omit<TuneLayoutSpec, "locBytes"> 
   const nopeElems = Number(m[2]);
   const ropeElems = Number(m[3]);
   if (nopeElems === 0) throw new UsageError(`--layout ${JSON.stringify(spec)}: the nope part needs at least one element`);
-  const bytes = (nopeElems + ropeElems) * DTYPE_BYTES[dtype as RowDType];
+  const bytes = (nopeElems + ropeElems) * dtypeBytes(dtype as RowDType);
   if (bytes > MAX_ROW_BYTES) {
     throw new UsageError(`--layout ${JSON.stringify(spec)}: a row of ${bytes} bytes is more than the ${MAX_ROW_BYTES} this command tunes`);
   }
@@ -266,8 +267,8 @@ function layoutJobs(opts: CliOptions): LayoutJob[] {
   const jobs: LayoutJob[] = [];
   for (const locBytes of opts.locs) {
     for (const s of opts.layouts) {
-      const w = DTYPE_BYTES[s.dtype];
-      const key = layoutKey(s.nopeElems * w, s.ropeElems * w, locName(locBytes));
+      const w = dtypeBytes(s.dtype);
+      const key = layoutKey({ nopeBytes: s.nopeElems * w, ropeBytes: s.ropeElems * w, locBytes });
       const name = specName(s);
       const job = jobs.find((j) => j.key === key);
       if (job === undefined) {
@@ -392,7 +393,7 @@ export function runAutotune(argv: readonly string[], deps: AutotuneDeps): number
         const measure = deps.measureFor(gpu.index, job.spec);
         const r = tuneLayoutWithStats({
           measure,
-          tmaAllowed: gpu.tmaAllowed && layoutAllowsTma(job.spec.nopeElems * DTYPE_BYTES[job.spec.dtype], job.spec.ropeElems * DTYPE_BYTES[job.spec.dtype]),
+          tmaAllowed: gpu.tmaAllowed && layoutAllowsTma(job.spec.nopeElems * dtypeBytes(job.spec.dtype), job.spec.ropeElems * dtypeBytes(job.spec.dtype)),
           maxBucket: DEFAULT_MAX_BUCKET,
           method,
           now: deps.now,

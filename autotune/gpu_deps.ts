@@ -4,11 +4,10 @@
  * parsing, search and output are tested without a GPU.
  */
 import { deviceCount, deviceInfo, supportsPath } from "../src/device.ts";
-import type { AutotuneDeps, GpuInfo, TuneLayoutSpec } from "./cli.ts";
+import { dtypeBytes } from "../src/dtypes.ts";
+import type { AutotuneDeps, GpuInfo } from "./cli.ts";
 import { gpuIdentity } from "./identity.ts";
 import { createMeasurer, type Measurer } from "./measure.ts";
-
-const ELEM_BYTES: Record<TuneLayoutSpec["dtype"], number> = { bf16: 2, fp16: 2, u8: 1, fp8_e4m3: 1, fp8_e5m2: 1 };
 
 export function createGpuDeps(): Pick<AutotuneDeps, "gpus" | "measureFor"> {
   // One layout's scratch buffers (about 1.3 GB for 1152-byte rows) at a time: the next layout's
@@ -33,7 +32,7 @@ export function createGpuDeps(): Pick<AutotuneDeps, "gpus" | "measureFor"> {
     },
     measureFor(device, layout) {
       current?.free();
-      const eb = ELEM_BYTES[layout.dtype];
+      const eb = dtypeBytes(layout.dtype);
       current = createMeasurer(device, { nopeBytes: layout.nopeElems * eb, ropeBytes: layout.ropeElems * eb, locBytes: layout.locBytes });
       return current.measure;
     },

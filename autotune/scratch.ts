@@ -4,7 +4,7 @@
  * to `maxN` rows per layer, and random unique slots per layer.
  */
 import { allocTensor, fromHost, type DeviceTensor } from "../src/tensor.ts";
-import type { DType } from "../src/dtypes.ts";
+import { dtypeBytes, type DType } from "../src/dtypes.ts";
 import { check, native } from "../ffi/native.ts";
 
 export interface ScratchLayout {
@@ -54,7 +54,7 @@ export function allocScratch(layout: ScratchLayout, options: { device?: number; 
   const layers = options.layers ?? 8;
   const maxN = options.maxN ?? 65536;
   const capacity = Math.max(options.capacity ?? 128 * 1024, maxN);
-  const eb = layout.dtype === "u8" || layout.dtype.startsWith("fp8") ? 1 : 2;
+  const eb = dtypeBytes(layout.dtype);
   const width = layout.nopeElems + layout.ropeElems;
   const owned: DeviceTensor[] = [];
   const track = <T extends DeviceTensor>(t: T): T => (owned.push(t), t);

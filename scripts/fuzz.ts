@@ -34,6 +34,7 @@ import {
   type Warps,
 } from "../mod.ts";
 import { allocTensor } from "../src/tensor.ts";
+import { dtypeBytes } from "../src/dtypes.ts";
 
 const { values } = parseArgs({
   options: {
@@ -110,7 +111,7 @@ const STANDARD: Array<[DType, number, number]> = [
   ["fp16", 512, 64], ["fp16", 512, 32], ["fp16", 256, 64], ["fp16", 128, 64], ["fp16", 528, 64],
   ["u8", 528, 128],
 ];
-const eb = (d: DType) => (d === "bf16" || d === "fp16" ? 2 : 1);
+const eb = dtypeBytes;
 
 interface CaseResult {
   description: string;
