@@ -2,9 +2,9 @@
  * Where a layout's tuned launch configs come from, in order: this process's memory, the user's
  * profile file, the profiles bundled with the package, and last a fresh tune.
  *
- * Every problem met on the way (bad file, other setup, unwritable dir) is reported once per
- * process through `warn`, and never stops the caller: at worst it gets null and uses the
- * built-in rule.
+ * Every problem met on the way (bad file, other setup, unwritable dir, another process tuning for
+ * too long) is reported once per process through `warn`, and never stops the caller: at worst it
+ * gets null and uses the built-in rule.
  */
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
@@ -33,7 +33,7 @@ export type TuneFn = (identity: GpuIdentity, layoutKey: string) => LayoutProfile
 export interface LookupRequest {
   identity: GpuIdentity;
   layoutKey: string;
-  /** Defaults to process.env. Read for the cache dir and MLA_KV_AUTOTUNE. */
+  /** Defaults to process.env. Read for the cache dir, MLA_KV_AUTOTUNE and MLA_KV_TUNE_WAIT_MS. */
   env?: Env;
   /** Defaults to console.warn. */
   warn?: Warn;
@@ -50,7 +50,10 @@ export interface GetOrTuneOptions extends LookupRequest {
   tune: TuneFn;
   /** false while tuning is impossible (e.g. a CUDA graph capture is in progress): never tune. */
   canTune?: boolean;
-  /** How long to wait for another process of the same identity that is tuning this layout. */
+  /**
+   * How long to wait for another process of the same identity that is tuning this layout.
+   * Defaults to DEFAULT_TUNE_LOCK, with timeoutMs from MLA_KV_TUNE_WAIT_MS when that is set.
+   */
   tuneLock?: { timeoutMs: number; staleMs: number };
 }
 
@@ -60,8 +63,11 @@ export interface GetOrTuneResult {
   path: string;
   /** When source is "tuned": whether the result reached the user profile file. */
   persisted?: boolean;
-  /** When layout is null: why no tune was run. */
-  why?: "autotune-disabled" | "cannot-tune";
+  /**
+   * When layout is null: why no tune was run. "tune-lock-timeout": another process of this
+   * identity held the tune lock for this layout past the wait, and this process did not tune it.
+   */
+  why?: "autotune-disabled" | "cannot-tune" | "tune-lock-timeout";
 }
 
 export interface ProfileLookupOptions {
@@ -71,7 +77,19 @@ export interface ProfileLookupOptions {
 
 export const BUNDLED_PROFILES_DIR = fileURLToPath(new URL("./profiles/", import.meta.url));
 
-const DEFAULT_TUNE_LOCK = { timeoutMs: 10 * 60_000, staleMs: 30 * 60_000 };
+/**
+ * Tuning one layout takes 0.1–0.3 s on an H100 plus the scratch allocation, so a holder that has
+ * not finished after a minute is stuck (hung, or starved of its GPU), not slow. A waiter sits on a
+ * synchronous write path, often during a server start, so it gives up then and uses the built-in
+ * rule, which is correct, only perhaps slower, until the next start reads the holder's profile.
+ * A lock is judged stale (taken over even though its holder seems alive) only well past any real
+ * tune: a dead holder on this host is taken over at once anyway (autotune/lock.ts), so staleMs
+ * only bounds how long a hung holder, or one on another host, keeps others on the built-in rule.
+ */
+export const DEFAULT_TUNE_LOCK = { timeoutMs: 60_000, staleMs: 10 * 60_000 } as const;
+
+/** Overrides DEFAULT_TUNE_LOCK.timeoutMs: a positive whole number of milliseconds. */
+export const TUNE_WAIT_ENV = "MLA_KV_TUNE_WAIT_MS";
 
 /** MLA_KV_AUTOTUNE=0 (or false/off/no) turns tuning off; lookups still use stored profiles. */
 export function autotuneEnabled(env: Env): boolean {
@@ -97,6 +115,8 @@ export class ProfileLookup {
   readonly #memory = new Map<string, Map<string, LayoutProfile>>();
   readonly #bundled = new Map<string, BundledEntry[]>();
   readonly #warned = new Set<string>();
+  /** Tune locks this process already waited out: asked again, it tries once instead of waiting. */
+  readonly #gaveUp = new Set<string>();
 
   constructor(opts: ProfileLookupOptions = {}) {
     this.bundledDir = opts.bundledDir ?? BUNDLED_PROFILES_DIR;
@@ -124,7 +144,8 @@ export class ProfileLookup {
     if (found.layout !== null) return found;
     if (!canTune) return { ...found, why: "cannot-tune" };
     if (!enabled) return { ...found, why: "autotune-disabled" };
-    return this.#tuneUnderLock(opts.identity, key, env, warn, opts.tune, opts.tuneLock ?? DEFAULT_TUNE_LOCK);
+    const lockOpts = opts.tuneLock ?? { ...DEFAULT_TUNE_LOCK, timeoutMs: this.#tuneWaitMs(env, warn) };
+    return this.#tuneUnderLock(opts.identity, key, env, warn, opts.tune, lockOpts);
   }
 
   /** Forgets answers and warnings, as a fresh process would. */
@@ -132,6 +153,21 @@ export class ProfileLookup {
     this.#memory.clear();
     this.#bundled.clear();
     this.#warned.clear();
+    this.#gaveUp.clear();
+  }
+
+  #tuneWaitMs(env: Env, warn: Warn): number {
+    const raw = env[TUNE_WAIT_ENV];
+    if (raw === undefined || raw.trim() === "") return DEFAULT_TUNE_LOCK.timeoutMs;
+    const ms = /^\d+$/.test(raw.trim()) ? Number(raw.trim()) : Number.NaN;
+    if (Number.isSafeInteger(ms) && ms > 0) return ms;
+    this.#warnOnce(
+      warn,
+      `env:${TUNE_WAIT_ENV}:${raw}`,
+      `mla-kv: ${TUNE_WAIT_ENV}=${JSON.stringify(raw)} is not a positive whole number of milliseconds; ` +
+        `waiting up to ${seconds(DEFAULT_TUNE_LOCK.timeoutMs)} for another process's tune`,
+    );
+    return DEFAULT_TUNE_LOCK.timeoutMs;
   }
 
   #lookup(identity: GpuIdentity, key: string, env: Env, warn: Warn, willTune: boolean): LookupResult {
@@ -229,22 +265,31 @@ export class ProfileLookup {
     if (ensureDir(dir) !== null) return run();
 
     const lockTarget = tuneLockTarget(path, key);
+    // Once waited out, the same holder is not waited for again (another device of this identity,
+    // say): one try, which still takes the lock over if its holder has died since.
+    const wait = this.#gaveUp.has(lockTarget) ? { ...lockOpts, timeoutMs: 0 } : lockOpts;
     let entered = false;
     try {
-      return withLock(lockTarget, lockOpts, () => {
+      return withLock(lockTarget, wait, () => {
         entered = true;
         return run();
       });
     } catch (e) {
       if (entered) throw e;
-      if (e instanceof LockTimeoutError) {
-        this.#warnOnce(
-          warn,
-          `tune-lock:${lockTarget}`,
-          `mla-kv: another process kept tuning ${key} for more than ${lockOpts.timeoutMs} ms; tuning here as well`,
-        );
-      }
-      return run();
+      // Any other failure to lock (an unwritable lock file, say) is no reason not to tune.
+      if (!(e instanceof LockTimeoutError)) return run();
+      this.#gaveUp.add(lockTarget);
+      // The lookup once more, never tuning: the holder may have saved its profile just as we gave
+      // up, and a bundled profile for this layout, were there one, beats the built-in rule.
+      const now = this.#lookup(identity, key, env, warn, false);
+      if (now.layout !== null) return now;
+      this.#warnOnce(
+        warn,
+        `tune-lock:${lockTarget}`,
+        `mla-kv: another process has been tuning ${key} for more than ${seconds(lockOpts.timeoutMs)}; ` +
+          `using the built-in rule in this process (its profile will be read on the next start)`,
+      );
+      return { source: "none", layout: null, path, why: "tune-lock-timeout" };
     }
   }
 
@@ -289,6 +334,10 @@ function checkedKey(key: string): string {
   const r = LayoutKeySchema.safeParse(key);
   if (!r.success) throw new RangeError(`not a valid layout key: ${JSON.stringify(key)} (expected e.g. 1024+128/i64)`);
   return r.data;
+}
+
+function seconds(ms: number): string {
+  return `${Number((ms / 1000).toFixed(3))} s`;
 }
 
 function phrase(reason: Exclude<ReadResult, { ok: true }>["reason"]): string {
