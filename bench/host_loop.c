@@ -51,7 +51,7 @@ int main(int argc, char** argv) {
   CHECK(mla_kv_memset(0, loc, 0, (unsigned long long)(n * 8), NULL)); /* slot 0 for every row: cheap, valid */
   CHECK(mla_kv_stream_create(0, &stream));
   for (int warm = 0; warm < 1000; ++warm)
-    CHECK(mla_kv_set_kv_buffer(0, stream, cache, capacity, row, loc, 8, n, knope, nope, nope, krope, rope, rope, path,
+    CHECK(mla_kv_set_kv_buffer(0, stream, cache, capacity, row, loc, 8, n, knope, nope, nope, krope, rope, rope, -1, path,
                                warps, rows, 0));
   CHECK(mla_kv_stream_synchronize(0, stream));
   const int batch = 256;
@@ -61,7 +61,7 @@ int main(int argc, char** argv) {
   for (long k = 0; k < batches; ++k) {
     const double t0 = now_s();
     for (int i = 0; i < batch; ++i)
-      CHECK(mla_kv_set_kv_buffer(0, stream, cache, capacity, row, loc, 8, n, knope, nope, nope, krope, rope, rope, path,
+      CHECK(mla_kv_set_kv_buffer(0, stream, cache, capacity, row, loc, 8, n, knope, nope, nope, krope, rope, rope, -1, path,
                                  warps, rows, 0));
     per_call[k] = (now_s() - t0) / batch;
     CHECK(mla_kv_stream_synchronize(0, stream));

@@ -5,12 +5,15 @@
 // across the boundary: each body runs inside Guard(), which turns any C++ exception into a status.
 #include <cstdarg>
 #include <cstdio>
+#include <cmath>
 #include <cstring>
+#include <initializer_list>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include "include/mla_kv.h"
+#include "quantize_fp8.cuh"
 #include "tma_store.cuh"
 #include "vector_copy.cuh"
 
@@ -115,19 +118,63 @@ int32_t UseDevice(int32_t device) {
 
 cudaStream_t AsStream(void* s) { return static_cast<cudaStream_t>(s); }
 
-// The widest vector (bytes) that divides every address, stride and size of the write.
-int VectorWidth(const SetKvBufferParams& p) {
-  uint64_t bits = reinterpret_cast<uint64_t>(p.cache) | reinterpret_cast<uint64_t>(p.nope) |
-                  reinterpret_cast<uint64_t>(p.rope) | static_cast<uint64_t>(p.cache_row_stride) |
-                  static_cast<uint64_t>(p.nope_row_stride) | static_cast<uint64_t>(p.rope_row_stride) |
-                  static_cast<uint64_t>(p.nope_bytes) | static_cast<uint64_t>(p.rope_bytes);
+bool IsPowerOfTwoIn(int32_t x, int32_t lo, int32_t hi) { return x >= lo && x <= hi && (x & (x - 1)) == 0; }
+
+// The checks both writes share: n, the launch shape, the flags and the reserved slot.
+int32_t CheckLaunchArguments(int64_t n, int32_t path, int32_t warps_per_block, int32_t rows_per_warp, int32_t flags,
+                             int64_t reserved_slot) {
+  MLA_KV_REQUIRE(n >= 0, "n = %lld must be >= 0", static_cast<long long>(n));
+  MLA_KV_REQUIRE(path == MLA_KV_PATH_AUTO || path == MLA_KV_PATH_VECTOR || path == MLA_KV_PATH_TMA,
+                 "path = %d is not one of MLA_KV_PATH_AUTO/VECTOR/TMA", path);
+  MLA_KV_REQUIRE((path == MLA_KV_PATH_AUTO && warps_per_block == 0) || IsPowerOfTwoIn(warps_per_block, 1, 16),
+                 "warps_per_block = %d must be 1, 2, 4, 8 or 16 (or 0 with MLA_KV_PATH_AUTO)", warps_per_block);
+  MLA_KV_REQUIRE((path == MLA_KV_PATH_AUTO && rows_per_warp == 0) || IsPowerOfTwoIn(rows_per_warp, 1, 4),
+                 "rows_per_warp = %d must be 1, 2 or 4 (or 0 with MLA_KV_PATH_AUTO)", rows_per_warp);
+  MLA_KV_REQUIRE((flags & ~MLA_KV_FLAG_PDL) == 0, "flags = %d has bits other than MLA_KV_FLAG_PDL", flags);
+  MLA_KV_REQUIRE(reserved_slot >= -1, "reserved_slot = %lld must be a slot (>= 0) or -1 for none",
+                 static_cast<long long>(reserved_slot));
+  return MLA_KV_OK;
+}
+
+// The built-in rule for MLA_KV_PATH_AUTO (C callers; mod.ts passes the tuned choice explicitly):
+// TMA from n = 768 where it can run, 8 warps for large batches and 4 below.
+void ChooseAutoLaunch(int64_t n, bool tma_runnable, int32_t* path, int32_t* warps_per_block, int32_t* rows_per_warp) {
+  const bool big = n >= 768;
+  if (*path == MLA_KV_PATH_AUTO) *path = tma_runnable && big ? MLA_KV_PATH_TMA : MLA_KV_PATH_VECTOR;
+  if (*warps_per_block == 0) *warps_per_block = big ? 8 : 4;
+  if (*rows_per_warp == 0) *rows_per_warp = 1;
+}
+
+// Why the TMA path cannot run this write on `device`, as a status with a message; OK when it can.
+// `aligned_what` names what must be 16-byte aligned, for the message.
+int32_t CheckTmaRunnable(int32_t device, int cc_major, int smem_optin, const char* aligned_what, int aligned_to,
+                         int warps, int64_t row_bytes) {
+  if (cc_major < 9) {
+    return Fail(MLA_KV_ERR_UNSUPPORTED, "the TMA path needs sm_90 or newer; device %d is sm_%d", device, cc_major * 10);
+  }
+  if (aligned_to < 16) {
+    return Fail(MLA_KV_ERR_UNSUPPORTED, "the TMA path needs %s to be a multiple of 16 bytes; this write is aligned to %d",
+                aligned_what, aligned_to);
+  }
+  const int64_t smem = TmaSharedBytes(warps, row_bytes);
+  if (smem > smem_optin) {
+    return Fail(MLA_KV_ERR_UNSUPPORTED,
+                "the TMA path would stage %lld bytes of shared memory per block (%d warps x %d rows of %lld bytes); "
+                "the device allows %d",
+                static_cast<long long>(smem), warps, kTmaStages, static_cast<long long>(row_bytes), smem_optin);
+  }
+  return MLA_KV_OK;
+}
+
+// The largest power of two up to 16 that divides every value.
+int AlignmentOf(std::initializer_list<uint64_t> values) {
+  uint64_t bits = 0;
+  for (uint64_t v : values) bits |= v;
   for (int v = 16; v > 1; v >>= 1) {
     if ((bits & static_cast<uint64_t>(v - 1)) == 0) return v;
   }
   return 1;
 }
-
-bool IsPowerOfTwoIn(int32_t x, int32_t lo, int32_t hi) { return x >= lo && x <= hi && (x & (x - 1)) == 0; }
 
 }  // namespace
 }  // namespace mla_kv
@@ -390,17 +437,11 @@ int32_t mla_kv_path_supported(int32_t device, int32_t path, int32_t* out_support
 int32_t mla_kv_set_kv_buffer(int32_t device, void* stream, void* cache, int64_t capacity, int64_t cache_row_stride,
                              const void* loc, int32_t loc_elem_bytes, int64_t n, const void* nope,
                              int64_t nope_row_stride, int64_t nope_bytes, const void* rope, int64_t rope_row_stride,
-                             int64_t rope_bytes, int32_t path, int32_t warps_per_block, int32_t rows_per_warp,
-                             int32_t flags) {
+                             int64_t rope_bytes, int64_t reserved_slot, int32_t path, int32_t warps_per_block,
+                             int32_t rows_per_warp, int32_t flags) {
   return Guard([&]() -> int32_t {
-    MLA_KV_REQUIRE(n >= 0, "n = %lld must be >= 0", static_cast<long long>(n));
-    MLA_KV_REQUIRE(path == MLA_KV_PATH_AUTO || path == MLA_KV_PATH_VECTOR || path == MLA_KV_PATH_TMA,
-                   "path = %d is not one of MLA_KV_PATH_AUTO/VECTOR/TMA", path);
-    MLA_KV_REQUIRE((path == MLA_KV_PATH_AUTO && warps_per_block == 0) || IsPowerOfTwoIn(warps_per_block, 1, 16),
-                   "warps_per_block = %d must be 1, 2, 4, 8 or 16 (or 0 with MLA_KV_PATH_AUTO)", warps_per_block);
-    MLA_KV_REQUIRE((path == MLA_KV_PATH_AUTO && rows_per_warp == 0) || IsPowerOfTwoIn(rows_per_warp, 1, 4),
-                   "rows_per_warp = %d must be 1, 2 or 4 (or 0 with MLA_KV_PATH_AUTO)", rows_per_warp);
-    MLA_KV_REQUIRE((flags & ~MLA_KV_FLAG_PDL) == 0, "flags = %d has bits other than MLA_KV_FLAG_PDL", flags);
+    const int32_t launch_status = CheckLaunchArguments(n, path, warps_per_block, rows_per_warp, flags, reserved_slot);
+    if (launch_status != MLA_KV_OK) return launch_status;
     MLA_KV_REQUIRE(cache != nullptr, "cache is NULL");
     MLA_KV_REQUIRE(loc != nullptr, "loc is NULL");
     MLA_KV_REQUIRE(nope != nullptr, "nope is NULL");
@@ -435,47 +476,136 @@ int32_t mla_kv_set_kv_buffer(int32_t device, void* stream, void* cache, int64_t 
     p.nope_bytes = nope_bytes;
     p.rope_bytes = rope_bytes;
     p.n = n;
+    p.reserved_slot = reserved_slot;
 
     const DeviceFacts& facts = g_devices[device];
-    const int vec = VectorWidth(p);
+    // The widest vector that divides every address, stride and size of the write.
+    const int vec = AlignmentOf({reinterpret_cast<uint64_t>(p.cache), reinterpret_cast<uint64_t>(p.nope),
+                                 reinterpret_cast<uint64_t>(p.rope), static_cast<uint64_t>(p.cache_row_stride),
+                                 static_cast<uint64_t>(p.nope_row_stride), static_cast<uint64_t>(p.rope_row_stride),
+                                 static_cast<uint64_t>(p.nope_bytes), static_cast<uint64_t>(p.rope_bytes)});
     const int64_t row_bytes = nope_bytes + rope_bytes;
     const bool tma_runnable = facts.cc_major >= 9 && vec == 16;
     // Before sm_90 there is no programmatic dependent launch; the flag is documented as no effect.
     const bool pdl = (flags & MLA_KV_FLAG_PDL) != 0 && facts.cc_major >= 9;
 
     if (path == MLA_KV_PATH_AUTO) {
-      // The library's own rule for C callers; mod.ts passes the tuned choice explicitly.
-      const bool big = n >= 768;
-      path = tma_runnable && big && TmaSharedBytes(8, row_bytes) <= facts.smem_optin ? MLA_KV_PATH_TMA : MLA_KV_PATH_VECTOR;
-      if (warps_per_block == 0) warps_per_block = big ? 8 : 4;
-      if (rows_per_warp == 0) rows_per_warp = 1;
+      ChooseAutoLaunch(n, tma_runnable && TmaSharedBytes(8, row_bytes) <= facts.smem_optin, &path, &warps_per_block,
+                       &rows_per_warp);
     }
 
     cudaError_t e;
     if (path == MLA_KV_PATH_TMA) {
-      if (facts.cc_major < 9) {
-        return Fail(MLA_KV_ERR_UNSUPPORTED, "the TMA path needs sm_90 or newer; device %d is sm_%d", device,
-                    facts.cc_major * 10);
-      }
-      if (vec != 16) {
-        return Fail(MLA_KV_ERR_UNSUPPORTED,
-                    "the TMA path needs every address, stride and size to be a multiple of 16 bytes; this write "
-                    "is aligned to %d",
-                    vec);
-      }
-      const int64_t smem = TmaSharedBytes(warps_per_block, row_bytes);
-      if (smem > facts.smem_optin) {
-        return Fail(MLA_KV_ERR_UNSUPPORTED,
-                    "the TMA path would stage %lld bytes of shared memory per block (%d warps x %d rows of %lld "
-                    "bytes); the device allows %d",
-                    static_cast<long long>(smem), warps_per_block, kTmaStages, static_cast<long long>(row_bytes),
-                    facts.smem_optin);
-      }
+      const int32_t tma_status =
+          CheckTmaRunnable(device, facts.cc_major, facts.smem_optin, "every address, stride and size", vec,
+                           warps_per_block, row_bytes);
+      if (tma_status != MLA_KV_OK) return tma_status;
       e = SetKvBufferTma(p, loc_elem_bytes, warps_per_block, rows_per_warp, pdl, AsStream(stream));
     } else {
       e = SetKvBufferVector(p, loc_elem_bytes, vec, warps_per_block, rows_per_warp, pdl, AsStream(stream));
     }
     if (e != cudaSuccess) return FailCuda(e, path == MLA_KV_PATH_TMA ? "launch of SetKvBufferTmaKernel" : "launch of SetKvBufferVectorKernel");
+    return MLA_KV_OK;
+  });
+}
+
+int32_t mla_kv_set_kv_buffer_quantized(int32_t device, void* stream, int32_t format, void* cache, int64_t capacity,
+                                       int64_t cache_row_stride, const void* loc, int32_t loc_elem_bytes, int64_t n,
+                                       int32_t source_dtype, const void* nope, int64_t nope_row_stride,
+                                       int64_t nope_elems, const void* rope, int64_t rope_row_stride, int64_t rope_elems,
+                                       float scale, int64_t reserved_slot, int32_t path, int32_t warps_per_block,
+                                       int32_t rows_per_warp, int32_t flags) {
+  return Guard([&]() -> int32_t {
+    const int32_t launch_status = CheckLaunchArguments(n, path, warps_per_block, rows_per_warp, flags, reserved_slot);
+    if (launch_status != MLA_KV_OK) return launch_status;
+    MLA_KV_REQUIRE(format == MLA_KV_FORMAT_FP8_E4M3 || format == MLA_KV_FORMAT_FP8_E5M2 || format == MLA_KV_FORMAT_FP8_DS_MLA,
+                   "format = %d is not one of MLA_KV_FORMAT_FP8_E4M3/E5M2/DS_MLA", format);
+    MLA_KV_REQUIRE(source_dtype == MLA_KV_SOURCE_BF16 || source_dtype == MLA_KV_SOURCE_FP16,
+                   "source_dtype = %d is not MLA_KV_SOURCE_BF16 or MLA_KV_SOURCE_FP16", source_dtype);
+    MLA_KV_REQUIRE(cache != nullptr, "cache is NULL");
+    MLA_KV_REQUIRE(loc != nullptr, "loc is NULL");
+    MLA_KV_REQUIRE(nope != nullptr, "nope is NULL");
+    MLA_KV_REQUIRE(rope != nullptr, "rope is NULL");
+    MLA_KV_REQUIRE(loc_elem_bytes == 4 || loc_elem_bytes == 8, "loc_elem_bytes = %d must be 4 or 8", loc_elem_bytes);
+    MLA_KV_REQUIRE(reinterpret_cast<uint64_t>(loc) % static_cast<uint64_t>(loc_elem_bytes) == 0,
+                   "loc is not aligned to its %d-byte elements", loc_elem_bytes);
+    MLA_KV_REQUIRE(capacity > 0, "capacity = %lld must be > 0", static_cast<long long>(capacity));
+    const bool ds_mla = format == MLA_KV_FORMAT_FP8_DS_MLA;
+    if (ds_mla) {
+      MLA_KV_REQUIRE(nope_elems == kDsMlaNopeElems && rope_elems == kDsMlaRopeElems,
+                     "the ds_mla format has 512 nope and 64 rope elements a row; got %lld and %lld",
+                     static_cast<long long>(nope_elems), static_cast<long long>(rope_elems));
+    } else {
+      MLA_KV_REQUIRE(nope_elems >= 0 && nope_elems % 16 == 0 && nope_elems <= kFlatMaxNopeElems,
+                     "nope_elems = %lld must be a multiple of 16 in 0..%lld", static_cast<long long>(nope_elems),
+                     static_cast<long long>(kFlatMaxNopeElems));
+      MLA_KV_REQUIRE(rope_elems >= 0 && rope_elems % 2 == 0 && rope_elems <= kFlatMaxRopeElems,
+                     "rope_elems = %lld must be a multiple of 2 in 0..%lld", static_cast<long long>(rope_elems),
+                     static_cast<long long>(kFlatMaxRopeElems));
+      MLA_KV_REQUIRE(nope_elems + rope_elems > 0, "nope_elems + rope_elems must be > 0");
+      MLA_KV_REQUIRE(scale > 0.0f && scale <= 3.4028234663852886e38f, "scale = %g must be finite and > 0",
+                     static_cast<double>(scale));
+    }
+    MLA_KV_REQUIRE(reinterpret_cast<uint64_t>(nope) % 2 == 0 && reinterpret_cast<uint64_t>(rope) % 2 == 0 &&
+                       nope_row_stride % 2 == 0 && rope_row_stride % 2 == 0,
+                   "nope and rope addresses and row strides must be multiples of their 2-byte elements");
+    MLA_KV_REQUIRE(nope_row_stride >= 2 * nope_elems, "nope_row_stride = %lld bytes is smaller than a row of %lld elements",
+                   static_cast<long long>(nope_row_stride), static_cast<long long>(nope_elems));
+    MLA_KV_REQUIRE(rope_row_stride >= 2 * rope_elems, "rope_row_stride = %lld bytes is smaller than a row of %lld elements",
+                   static_cast<long long>(rope_row_stride), static_cast<long long>(rope_elems));
+    const Fp8Format fp8 = ds_mla ? Fp8Format::kDsMla
+                                 : format == MLA_KV_FORMAT_FP8_E5M2 ? Fp8Format::kFlatE5m2 : Fp8Format::kFlatE4m3;
+    const int64_t row_bytes = QuantizedRowBytes(fp8, nope_elems, rope_elems);
+    MLA_KV_REQUIRE(cache_row_stride >= row_bytes, "cache_row_stride = %lld is smaller than the format's row of %lld bytes",
+                   static_cast<long long>(cache_row_stride), static_cast<long long>(row_bytes));
+    MLA_KV_REQUIRE(capacity <= INT64_MAX / cache_row_stride, "capacity * cache_row_stride overflows");
+    MLA_KV_USE_DEVICE(device);
+    if (n == 0) return MLA_KV_OK;
+
+    QuantizeParams p;
+    p.cache = static_cast<uint8_t*>(cache);
+    p.loc = loc;
+    p.nope = static_cast<const uint8_t*>(nope);
+    p.rope = static_cast<const uint8_t*>(rope);
+    p.capacity = capacity;
+    p.cache_row_stride = cache_row_stride;
+    p.nope_row_stride = nope_row_stride;
+    p.rope_row_stride = rope_row_stride;
+    p.nope_elems = nope_elems;
+    p.rope_elems = rope_elems;
+    p.n = n;
+    p.reserved_slot = reserved_slot;
+    p.scale = ds_mla ? 1.0f : scale;
+    // A power-of-two scale (1 is the common one) divides exactly as a multiplication by its
+    // reciprocal, which is exact too as long as it is a normal number.
+    int exponent = 0;
+    const float mantissa = std::frexp(p.scale, &exponent);
+    p.scale_is_power_of_two = mantissa == 0.5f && exponent > -125 && exponent < 126;
+    p.reciprocal = p.scale_is_power_of_two ? 1.0f / p.scale : 0.0f;
+    p.sources_vec16 = AlignmentOf({reinterpret_cast<uint64_t>(nope), reinterpret_cast<uint64_t>(rope),
+                                   static_cast<uint64_t>(nope_row_stride), static_cast<uint64_t>(rope_row_stride)}) == 16;
+    // Stores are 16-byte vectors at multiples of 16 in the row (and 2-byte pairs after a flat
+    // row's nope part, a multiple of 16 elements); else byte by byte.
+    p.cache_vec = AlignmentOf({reinterpret_cast<uint64_t>(cache), static_cast<uint64_t>(cache_row_stride)}) == 16;
+
+    const DeviceFacts& facts = g_devices[device];
+    const int tma_align = AlignmentOf({reinterpret_cast<uint64_t>(cache), static_cast<uint64_t>(cache_row_stride),
+                                       static_cast<uint64_t>(row_bytes)});
+    const bool pdl = (flags & MLA_KV_FLAG_PDL) != 0 && facts.cc_major >= 9;
+    if (path == MLA_KV_PATH_AUTO) {
+      ChooseAutoLaunch(n, facts.cc_major >= 9 && tma_align == 16 && TmaSharedBytes(8, row_bytes) <= facts.smem_optin,
+                       &path, &warps_per_block, &rows_per_warp);
+    }
+    if (path == MLA_KV_PATH_TMA) {
+      const int32_t tma_status = CheckTmaRunnable(device, facts.cc_major, facts.smem_optin,
+                                                  "the cache address, its row stride and the row size", tma_align,
+                                                  warps_per_block, row_bytes);
+      if (tma_status != MLA_KV_OK) return tma_status;
+    }
+    const bool tma = path == MLA_KV_PATH_TMA;
+    cudaError_t e = SetKvBufferQuantized(p, fp8, source_dtype == MLA_KV_SOURCE_FP16, loc_elem_bytes, tma, warps_per_block,
+                                         rows_per_warp, pdl, AsStream(stream));
+    if (e != cudaSuccess) return FailCuda(e, tma ? "launch of QuantizeTmaKernel" : "launch of QuantizeVectorKernel");
     return MLA_KV_OK;
   });
 }

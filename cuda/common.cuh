@@ -7,7 +7,7 @@
 
 namespace mla_kv {
 
-// Everything a write kernel needs, by value (one kernel parameter, 96 bytes).
+// Everything a copying write kernel needs, by value (one kernel parameter, 104 bytes).
 // Sizes and strides are in bytes.
 struct SetKvBufferParams {
   uint8_t* cache;            // [capacity, cache_row_stride]
@@ -21,6 +21,7 @@ struct SetKvBufferParams {
   int64_t nope_bytes;
   int64_t rope_bytes;
   int64_t n;
+  int64_t reserved_slot;     // a slot never written (engines' padding slot); -1 when none
 };
 
 // The out-of-range word of each device: rows skipped because loc >= capacity, and the smallest
@@ -40,14 +41,17 @@ __device__ __forceinline__ int64_t load_loc(const void* loc, int64_t i) {
   return static_cast<int64_t>(__ldg(static_cast<const LocT*>(loc) + i));
 }
 
-// Turns a loaded loc value into the slot to write, or -1 when row i must be skipped (padding or
-// out of range). Kept separate from the load so kernels can issue the row's data loads before
-// they need the slot: the source address depends only on i, so the loc load and the data loads
-// share one memory round trip instead of two in sequence.
+// Turns a loaded loc value into the slot to write, or -1 when row i must be skipped (padding, the
+// reserved slot, or out of range). Kept separate from the load so kernels can issue the row's
+// data loads before they need the slot: the source address depends only on i, so the loc load and
+// the data loads share one memory round trip instead of two in sequence.
+// The reserved slot costs one compare: it is skipped exactly like padding, silently, because
+// writing it is what engines pad *with* (a finite row that padded attention reads).
 // Only lane 0 reports, so each skipped row is counted once.
-__device__ __forceinline__ int64_t checked_slot(const SetKvBufferParams& p, int64_t slot, int64_t i, int lane) {
-  if (slot < 0) return -1;  // negative loc is padding (vLLM's convention)
-  if (slot >= p.capacity) {
+__device__ __forceinline__ int64_t checked_slot(int64_t capacity, int64_t reserved_slot, int64_t slot, int64_t i,
+                                                int lane) {
+  if (slot < 0 || slot == reserved_slot) return -1;  // negative loc is padding (vLLM's convention)
+  if (slot >= capacity) {
     if (lane == 0) {
       atomicAdd(&g_out_of_range.count, 1ull);
       atomicMin(&g_out_of_range.first_index, static_cast<unsigned long long>(i));
@@ -80,11 +84,11 @@ __device__ __forceinline__ void allow_next_grid_to_launch() {
 #endif
 }
 
-// Launches `kernel` with one SetKvBufferParams argument, with programmatic stream serialization
+// Launches `kernel` with its one by-value argument block, with programmatic stream serialization
 // when `pdl` is set.
-template <typename Kernel>
+template <typename Kernel, typename Params>
 cudaError_t LaunchWrite(Kernel kernel, unsigned grid, unsigned threads, size_t shared_bytes, cudaStream_t stream,
-                        bool pdl, const SetKvBufferParams& p) {
+                        bool pdl, const Params& p) {
   cudaLaunchConfig_t config = {};
   config.gridDim = dim3(grid);
   config.blockDim = dim3(threads);

@@ -110,7 +110,7 @@ __global__ void SetKvBufferTmaKernel(const SetKvBufferParams p) {
           if (j < row_vecs) v[k] = load_streaming(reinterpret_cast<const uint4*>(source_of<16>(p, i, j, nope_vecs)));
         }
         if (base == 0) {
-          slot = checked_slot(p, slot, i, lane);
+          slot = checked_slot(p.capacity, p.reserved_slot, slot, i, lane);
           if (slot < 0) break;  // warp-uniform: padding or out of range, nothing staged
           // The buffer we are about to fill was handed to the engine kTmaStages rows ago.
           if (lane == 0) bulk_wait_read<kTmaStages - 1>();

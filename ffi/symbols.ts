@@ -46,7 +46,7 @@ export type HostBuffer =
   | BigUint64Array;
 
 /** The version of the ABI this TypeScript code was written against (MLA_KV_ABI_VERSION). */
-export const MLA_KV_ABI_VERSION = 2;
+export const MLA_KV_ABI_VERSION = 3;
 
 // ---- status codes -------------------------------------------------------------------------------
 export const MLA_KV_OK = 0;
@@ -63,6 +63,13 @@ export const MLA_KV_PATH_TMA = 2;
 
 // ---- flags of mla_kv_set_kv_buffer ------------------------------------------------------------
 export const MLA_KV_FLAG_PDL = 1;
+
+// ---- the quantizing write: cache formats and source element types -----------------------------
+export const MLA_KV_FORMAT_FP8_E4M3 = 1;
+export const MLA_KV_FORMAT_FP8_E5M2 = 2;
+export const MLA_KV_FORMAT_FP8_DS_MLA = 3;
+export const MLA_KV_SOURCE_BF16 = 1;
+export const MLA_KV_SOURCE_FP16 = 2;
 
 // ---- devices (property ids) ---------------------------------------------------------------------
 export const MLA_KV_PROP_CC_MAJOR = 0;
@@ -134,7 +141,7 @@ export const MLA_KV_SYMBOLS = {
   /**
    * (device, stream, cache, capacity, cache_row_stride, loc, loc_elem_bytes, n,
    *  nope, nope_row_stride, nope_bytes, rope, rope_row_stride, rope_bytes,
-   *  path, warps_per_block, rows_per_warp, flags)
+   *  reserved_slot, path, warps_per_block, rows_per_warp, flags)
    */
   mla_kv_set_kv_buffer: {
     args: [
@@ -143,7 +150,25 @@ export const MLA_KV_SYMBOLS = {
       "devptr", "i32", "i64",
       "devptr", "i64", "i64",
       "devptr", "i64", "i64",
-      "i32", "i32", "i32",
+      "i64", "i32", "i32", "i32",
+      "i32",
+    ],
+    returns: "i32",
+  },
+  /**
+   * (device, stream, format, cache, capacity, cache_row_stride, loc, loc_elem_bytes, n,
+   *  source_dtype, nope, nope_row_stride, nope_elems, rope, rope_row_stride, rope_elems,
+   *  scale, reserved_slot, path, warps_per_block, rows_per_warp, flags)
+   */
+  mla_kv_set_kv_buffer_quantized: {
+    args: [
+      "i32", "devptr", "i32",
+      "devptr", "i64", "i64",
+      "devptr", "i32", "i64",
+      "i32",
+      "devptr", "i64", "i64",
+      "devptr", "i64", "i64",
+      "f32", "i64", "i32", "i32", "i32",
       "i32",
     ],
     returns: "i32",

@@ -58,7 +58,7 @@ __global__ void LabPolicyKernel(const SetKvBufferParams p) {
     const int64_t j = lane + 32 * k;
     if (j < row_vecs) v[k] = LabLoad<LOADP>(reinterpret_cast<const uint4*>(mla_kv::source_of<16>(p, i, j, nope_vecs)));
   }
-  slot = mla_kv::checked_slot(p, slot, i, lane);
+  slot = mla_kv::checked_slot(p.capacity, p.reserved_slot, slot, i, lane);
   if (slot < 0) return;
   uint4* dst = reinterpret_cast<uint4*>(p.cache + slot * p.cache_row_stride);
 #pragma unroll
@@ -112,7 +112,7 @@ struct World {
 static cudaError_t Launch(const Variant& v, const World& w, int layer, int64_t n, cudaStream_t s) {
   const int64_t row = w.L.nope_bytes + w.L.rope_bytes;
   SetKvBufferParams p{w.cache[layer], w.loc[layer], w.nope[layer], w.rope[layer], kCapacity, row,
-                      w.L.nope_bytes, w.L.rope_bytes, w.L.nope_bytes, w.L.rope_bytes, n};
+                      w.L.nope_bytes, w.L.rope_bytes, w.L.nope_bytes, w.L.rope_bytes, n, /*reserved_slot=*/-1};
   switch (v.kind) {
     case 0: return mla_kv::SetKvBufferVector(p, 8, 16, v.warps, v.rows, false, s);
     case 1: return mla_kv::SetKvBufferTma(p, 8, v.warps, v.rows, false, s);

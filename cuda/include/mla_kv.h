@@ -30,7 +30,7 @@ extern "C" {
 
 /* Bumped whenever a signature or the meaning of an argument changes. The TypeScript side refuses
  * a library whose ABI version differs from the one it was written for. */
-#define MLA_KV_ABI_VERSION 2
+#define MLA_KV_ABI_VERSION 3
 
 /* ---- status codes ------------------------------------------------------------------------- */
 enum {
@@ -116,13 +116,15 @@ MLA_KV_API int32_t mla_kv_event_elapsed_ms(int32_t device, void* start, void* en
  *   cache[loc[i]] bytes [0, nope_bytes)                     = nope[i] bytes [0, nope_bytes)
  *   cache[loc[i]] bytes [nope_bytes, nope_bytes+rope_bytes) = rope[i] bytes [0, rope_bytes)
  * Bytes of a cache row past nope_bytes + rope_bytes are never touched.
- * loc[i] < 0 is padding and skipped. loc[i] >= capacity is skipped and counted in the device's
- * error word, which mla_kv_check_errors reads.
+ * loc[i] < 0 is padding and skipped, and so is loc[i] == reserved_slot (an engine's padding slot,
+ * which must keep its finite contents; pass -1 for none). loc[i] >= capacity is skipped and counted
+ * in the device's error word, which mla_kv_check_errors reads.
  *
  *   cache             [capacity, cache_row_stride]   device, row i at cache + i * cache_row_stride
  *   loc               [n] int32 or int64             device, loc_elem_bytes = 4 or 8
  *   nope              [n, nope_row_stride]           device, nope_bytes used per row
  *   rope              [n, rope_row_stride]           device, rope_bytes used per row
+ *   reserved_slot     a slot never written, or -1
  *   path              MLA_KV_PATH_*
  *   warps_per_block   1, 2, 4, 8 or 16
  *   rows_per_warp     1, 2 or 4
@@ -136,8 +138,57 @@ MLA_KV_API int32_t mla_kv_set_kv_buffer(int32_t device, void* stream,
                                         const void* loc, int32_t loc_elem_bytes, int64_t n,
                                         const void* nope, int64_t nope_row_stride, int64_t nope_bytes,
                                         const void* rope, int64_t rope_row_stride, int64_t rope_bytes,
-                                        int32_t path, int32_t warps_per_block, int32_t rows_per_warp,
-                                        int32_t flags);
+                                        int64_t reserved_slot, int32_t path, int32_t warps_per_block,
+                                        int32_t rows_per_warp, int32_t flags);
+
+/* ---- the quantizing write ----------------------------------------------------------------- */
+/* Cache formats of mla_kv_set_kv_buffer_quantized. */
+enum {
+  /* [nope x e4m3 | rope x e4m3], 1 byte an element: stored = x / scale, one per-tensor scale. */
+  MLA_KV_FORMAT_FP8_E4M3 = 1,
+  /* The same with e5m2 elements. */
+  MLA_KV_FORMAT_FP8_E5M2 = 2,
+  /* DeepSeek sparse-MLA fp8, 656 bytes a row: [512 x e4m3 nope | 4 x fp32 scales, one per
+   * 128-element tile of the nope part | 64 x bf16 rope]; scale_t = amax_t / 448 over the tile's
+   * finite elements, computed in the write. */
+  MLA_KV_FORMAT_FP8_DS_MLA = 3
+};
+/* Source element types of mla_kv_set_kv_buffer_quantized. */
+enum {
+  MLA_KV_SOURCE_BF16 = 1,
+  MLA_KV_SOURCE_FP16 = 2
+};
+
+/*
+ * Like mla_kv_set_kv_buffer, but the sources are bf16 or fp16 elements and the cache row receives
+ * them converted to `format` in the same kernel:
+ *   element  = fp8(x / scale): an IEEE fp32 division, then round to nearest even into the fp8
+ *              format (subnormals included), saturated to the largest finite value (also for
+ *              +-inf); NaN stays NaN with its sign (0x7F / 0xFF); the sign of zero is kept.
+ *   ds_mla   scale_t = amax_t / 448, amax_t the largest |x| over tile t's finite elements (NaN and
+ *            +-inf do not count). A tile with amax 0 stores scale 0 and converts as if the scale
+ *            were 1. The rope part is bf16: bf16 sources are copied, fp16 rounded to nearest even
+ *            (NaN becomes 0x7FC0 with its sign).
+ *
+ *   source_dtype      MLA_KV_SOURCE_BF16 or MLA_KV_SOURCE_FP16
+ *   nope, rope        [n, *_row_stride bytes], 2-byte aligned; *_elems elements used per row
+ *                     flat formats: nope_elems a multiple of 16 up to 1024, rope_elems a multiple
+ *                     of 2 up to 128, a positive sum
+ *                     ds_mla: nope_elems == 512, rope_elems == 64
+ *   cache             rows of at least nope_elems + rope_elems bytes (flat) or 656 bytes (ds_mla)
+ *   scale             flat formats: the per-tensor scale, finite and > 0; ignored by ds_mla
+ *   path              MLA_KV_PATH_TMA needs sm_90+, the cache address and row stride multiples of
+ *                     16, and a row size that is one (576 and 656 are); sources may be unaligned
+ * Bytes of a cache row past the format's row are never touched.
+ */
+MLA_KV_API int32_t mla_kv_set_kv_buffer_quantized(int32_t device, void* stream, int32_t format,
+                                                  void* cache, int64_t capacity, int64_t cache_row_stride,
+                                                  const void* loc, int32_t loc_elem_bytes, int64_t n,
+                                                  int32_t source_dtype,
+                                                  const void* nope, int64_t nope_row_stride, int64_t nope_elems,
+                                                  const void* rope, int64_t rope_row_stride, int64_t rope_elems,
+                                                  float scale, int64_t reserved_slot, int32_t path,
+                                                  int32_t warps_per_block, int32_t rows_per_warp, int32_t flags);
 
 /* 1 if `device` can run `path` (MLA_KV_PATH_TMA needs sm_90+), else 0. */
 MLA_KV_API int32_t mla_kv_path_supported(int32_t device, int32_t path, int32_t* out_supported);

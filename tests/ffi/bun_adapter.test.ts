@@ -13,7 +13,11 @@ describe("bunDeclarations", () => {
   it("passes device pointers and host buffers as ptr, and keeps integer widths", () => {
     expect(declarations.mla_kv_memcpy_htod).toEqual({ args: ["i32", "ptr", "ptr", "u64", "ptr"], returns: "i32" });
     expect(declarations.mla_kv_set_kv_buffer!.args).toEqual([
-      "i32", "ptr", "ptr", "i64", "i64", "ptr", "i32", "i64", "ptr", "i64", "i64", "ptr", "i64", "i64", "i32", "i32", "i32", "i32",
+      "i32", "ptr", "ptr", "i64", "i64", "ptr", "i32", "i64", "ptr", "i64", "i64", "ptr", "i64", "i64", "i64", "i32", "i32", "i32", "i32",
+    ]);
+    expect(declarations.mla_kv_set_kv_buffer_quantized!.args).toEqual([
+      "i32", "ptr", "i32", "ptr", "i64", "i64", "ptr", "i32", "i64", "i32", "ptr", "i64", "i64", "ptr", "i64", "i64",
+      "f32", "i64", "i32", "i32", "i32", "i32",
     ]);
   });
 
