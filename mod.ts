@@ -26,6 +26,18 @@ export { setMlaKvBuffer } from "./src/set_mla_kv_buffer.ts";
 /** Options of {@link setMlaKvBuffer}. */
 export type { SetMlaKvBufferOptions } from "./src/set_mla_kv_buffer.ts";
 
+/** Process-wide defaults of the write's options (the reserved padding slot, PDL). */
+export { setWriteDefaults, writeDefaults } from "./src/write_defaults.ts";
+/** The options that have a process-wide default. */
+export type { WriteDefaults } from "./src/write_defaults.ts";
+
+/** How a write stores rows: a byte copy, or fp8 quantized in the write; the ds_mla row layout. */
+export { DS_MLA, FLAT_FP8 } from "./src/write_format.ts";
+/** Write formats and the source dtypes a quantizing write reads. */
+export type { QuantizedFormat, SourceDtype, WriteFormat } from "./src/write_format.ts";
+/** The formats a caller may ask for in `options.format`. */
+export type { RequestedFormat } from "./src/layout.ts";
+
 /** Synchronises a device and throws `OUT_OF_RANGE_LOC` if earlier writes skipped rows. */
 export { checkErrors } from "./src/check_errors.ts";
 

@@ -10,6 +10,7 @@
  */
 
 import { invalidArgument } from "./errors.ts";
+import { isQuantized, type SourceDtype, type WriteFormat } from "./write_format.ts";
 
 /** A write path of the kernel: plain vector copies, or TMA bulk stores (sm_90+). */
 export type Path = "vector" | "tma";
@@ -105,15 +106,24 @@ export function builtinTable(ccMajor: number): DispatchTable {
 
 /** The parts of a write's layout that change which configuration is fastest. */
 export interface LayoutKeyInput {
+  /** Bytes of each source row's nope part (for a copy, also the bytes it takes in the cache). */
   readonly nopeBytes: number;
+  /** Bytes of each source row's rope part. */
   readonly ropeBytes: number;
   readonly locBytes: number;
+  /** How the row is stored; default `"copy"`. */
+  readonly format?: WriteFormat;
+  /** The sources' element type, for quantizing formats. */
+  readonly sourceDtype?: SourceDtype | null;
 }
 
 /**
- * A stable name for a row layout, e.g. `"1024+128/i64"` for 1024 nope bytes, 128 rope bytes and
- * int64 loc; dispatch tables are tuned and stored per layout key.
+ * A stable name for a row layout; dispatch tables are tuned and stored per layout key.
+ * A copy is named by its bytes, whatever the dtype: `"1024+128/i64"` for 1024 nope bytes, 128
+ * rope bytes and int64 loc. A quantizing write is named by format, source dtype and elements:
+ * `"fp8_ds_mla<bf16:512+64/i64"`.
  */
-export function layoutKey({ nopeBytes, ropeBytes, locBytes }: LayoutKeyInput): string {
-  return `${nopeBytes}+${ropeBytes}/i${locBytes * 8}`;
+export function layoutKey({ nopeBytes, ropeBytes, locBytes, format, sourceDtype }: LayoutKeyInput): string {
+  if (!isQuantized(format)) return `${nopeBytes}+${ropeBytes}/i${locBytes * 8}`;
+  return `${format}<${sourceDtype ?? "bf16"}:${nopeBytes / 2}+${ropeBytes / 2}/i${locBytes * 8}`;
 }

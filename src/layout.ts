@@ -9,8 +9,10 @@
  * @module
  */
 
+import type { LayoutKeyInput } from "./dispatch.ts";
 import { DTYPES, type DType } from "./dtypes.ts";
 import { describeValue, invalidArgument, MlaKvError } from "./errors.ts";
+import { DS_MLA, flatFp8ShapeProblem, isQuantized, quantizedRowBytes, type QuantizedFormat, type SourceDtype, type WriteFormat } from "./write_format.ts";
 import { DeviceTensor } from "./tensor.ts";
 import { validateDevice } from "./validate.ts";
 
@@ -33,28 +35,49 @@ export interface SetMlaKvBufferPlan {
   readonly nopeBytes: number;
   readonly ropePtr: number;
   readonly ropeRowStrideBytes: number;
-  /** Bytes of each kRope row, written right after the nope bytes. */
+  /** Bytes of each kRope row, written right after the nope bytes (a copy). */
   readonly ropeBytes: number;
+  /** How rows are stored: a byte copy, or quantized to fp8 from bf16/fp16 sources. */
+  readonly format: WriteFormat;
+  /** The sources' dtype when the write quantizes, else null. */
+  readonly sourceDtype: SourceDtype | null;
+  /** Elements of each kNope and kRope row. */
+  readonly nopeElems: number;
+  readonly ropeElems: number;
+  /** Bytes the write stores into each cache row. */
+  readonly rowBytes: number;
   /** True when the TMA path may be used (see {@link tmaMisalignments}). */
   readonly tmaAligned: boolean;
 }
+
+/** The formats a caller may ask for: `"fp8"` is the flat fp8 of the cache's own dtype. */
+export type RequestedFormat = "copy" | "fp8" | "fp8_ds_mla";
 
 /** Options that constrain a plan. */
 export interface PlanOptions {
   /** When given, every tensor must be on this device. */
   device?: number;
+  /**
+   * How to store rows. Default: a copy when the sources have the cache's dtype, flat fp8 when an
+   * fp8_e4m3/fp8_e5m2 cache gets bf16/fp16 sources. `"fp8_ds_mla"` must be asked for.
+   */
+  format?: RequestedFormat;
 }
 
 /** The alignment, in bytes, that TMA bulk copies require of addresses, strides and sizes. */
 export const TMA_ALIGNMENT = 16;
 
 /**
- * Whether rows of this layout can ever take the TMA path: the nope and rope byte sizes (and so
- * the row) must be multiples of {@link TMA_ALIGNMENT}. Addresses and strides are per call; the
+ * Whether rows of this layout can ever take the TMA path. A copy needs the nope and rope byte
+ * sizes (and so the row) to be multiples of {@link TMA_ALIGNMENT}; a quantizing write stages the
+ * converted row, so only the cache row's size matters. Addresses and strides are per call; the
  * tuner, which times on aligned scratch buffers, only needs this.
  */
-export function layoutAllowsTma(nopeBytes: number, ropeBytes: number): boolean {
-  return nopeBytes % TMA_ALIGNMENT === 0 && ropeBytes % TMA_ALIGNMENT === 0;
+export function layoutAllowsTma(layout: LayoutKeyInput): boolean {
+  if (isQuantized(layout.format)) {
+    return quantizedRowBytes(layout.format, layout.nopeBytes / 2, layout.ropeBytes / 2) % TMA_ALIGNMENT === 0;
+  }
+  return layout.nopeBytes % TMA_ALIGNMENT === 0 && layout.ropeBytes % TMA_ALIGNMENT === 0;
 }
 
 const ROW_DTYPE_NAMES = "bf16, fp16, u8, fp8_e4m3 or fp8_e5m2";
@@ -177,24 +200,34 @@ function expectSameDevice(tensor: DeviceTensor, argument: string, device: number
   }
 }
 
+/** The plan values the TMA path's alignment depends on. */
+export type TmaAlignmentInput = Pick<
+  SetMlaKvBufferPlan,
+  "cachePtr" | "cacheRowStrideBytes" | "nopePtr" | "nopeRowStrideBytes" | "nopeBytes" | "ropePtr" | "ropeRowStrideBytes" | "ropeBytes"
+> & Partial<Pick<SetMlaKvBufferPlan, "format" | "rowBytes">>;
+
 /**
  * The names of the plan values that are not multiples of {@link TMA_ALIGNMENT}, with their
  * values; empty when the TMA path may be used. The set is exactly what the library checks before
- * running TMA (the cache, nope and rope addresses, their row strides and the nope and rope sizes),
- * so the automatic choice never picks a path the library then refuses. `loc` is read with plain
- * loads and only needs its natural alignment.
+ * running TMA, so the automatic choice never picks a path the library then refuses: for a copy,
+ * the cache, nope and rope addresses, their row strides and the nope and rope sizes; for a
+ * quantizing write (which reads sources into registers and stages the converted row), the cache
+ * address, its row stride and the row size. `loc` is read with plain loads and only needs its
+ * natural alignment.
  */
-export function tmaMisalignments(plan: Omit<SetMlaKvBufferPlan, "tmaAligned">): string[] {
-  const checked = {
-    cachePtr: plan.cachePtr,
-    cacheRowStrideBytes: plan.cacheRowStrideBytes,
-    nopePtr: plan.nopePtr,
-    nopeRowStrideBytes: plan.nopeRowStrideBytes,
-    nopeBytes: plan.nopeBytes,
-    ropePtr: plan.ropePtr,
-    ropeRowStrideBytes: plan.ropeRowStrideBytes,
-    ropeBytes: plan.ropeBytes,
-  };
+export function tmaMisalignments(plan: TmaAlignmentInput): string[] {
+  const checked: Record<string, number> = isQuantized(plan.format)
+    ? { cachePtr: plan.cachePtr, cacheRowStrideBytes: plan.cacheRowStrideBytes, rowBytes: plan.rowBytes ?? 0 }
+    : {
+        cachePtr: plan.cachePtr,
+        cacheRowStrideBytes: plan.cacheRowStrideBytes,
+        nopePtr: plan.nopePtr,
+        nopeRowStrideBytes: plan.nopeRowStrideBytes,
+        nopeBytes: plan.nopeBytes,
+        ropePtr: plan.ropePtr,
+        ropeRowStrideBytes: plan.ropeRowStrideBytes,
+        ropeBytes: plan.ropeBytes,
+      };
   const misaligned: string[] = [];
   for (const [name, value] of Object.entries(checked)) {
     if (value % TMA_ALIGNMENT !== 0) misaligned.push(`${name} = ${name.endsWith("Ptr") ? `0x${value.toString(16)}` : value}`);
@@ -205,10 +238,16 @@ export function tmaMisalignments(plan: Omit<SetMlaKvBufferPlan, "tmaAligned">): 
 /**
  * Checks the tensors of one write and derives the C call's arguments.
  *
- * - `kvBuffer`: [slots, W], [slots, 1, W] or [pages, pageSize, W]; last dimension contiguous;
- *   dtype bf16, fp16, u8, fp8_e4m3 or fp8_e5m2. capacity = product of the leading dimensions.
- * - `kNope`, `kRope`: [n, d] or [n, 1, d] of the cache's dtype; last dimension contiguous, rows
- *   may be strided (views of wider tensors); 0 < d_nope + d_rope <= W (one part may be empty).
+ * - `kvBuffer`: [slots, W], [slots, 1, W] or [pages, pageSize, W]; last dimension contiguous.
+ *   capacity = product of the leading dimensions.
+ * - `kNope`, `kRope`: [n, d] or [n, 1, d]; last dimension contiguous, rows may be strided (views
+ *   of wider tensors).
+ *   - a copy: the cache's dtype (bf16, fp16, u8, fp8_e4m3 or fp8_e5m2); 0 < d_nope + d_rope <= W
+ *     (one part may be empty).
+ *   - flat fp8 (an fp8_e4m3 or fp8_e5m2 cache, bf16 or fp16 sources): d_nope a multiple of 16 up
+ *     to 1024, d_rope a multiple of 2 up to 128, 0 < d_nope + d_rope <= W.
+ *   - fp8_ds_mla (a u8 or fp8_e4m3 cache, bf16 or fp16 sources): d_nope = 512, d_rope = 64,
+ *     W >= 656.
  * - `loc`: [n] or [n, 1], contiguous, i32 or i64.
  * - All on one device (and on `options.device` when given); n may be 0.
  *
@@ -229,8 +268,16 @@ export function planSetMlaKvBuffer(
 
   const dtype = cache.dtype;
   if (!WRITABLE.has(dtype)) throw invalidArgument("kvBuffer", `expected dtype ${ROW_DTYPE_NAMES}, got ${dtype}`);
-  if (nope.dtype !== dtype) throw invalidArgument("kNope", `expected dtype ${dtype} (the cache's dtype), got ${nope.dtype}`);
-  if (rope.dtype !== dtype) throw invalidArgument("kRope", `expected dtype ${dtype} (the cache's dtype), got ${rope.dtype}`);
+  const format = writeFormatOf(dtype, nope.dtype, options.format);
+  if (isQuantized(format)) {
+    if (nope.dtype !== "bf16" && nope.dtype !== "fp16") {
+      throw invalidArgument("kNope", `expected dtype bf16 or fp16 (a ${format} write quantizes them), got ${nope.dtype}`);
+    }
+    if (rope.dtype !== nope.dtype) throw invalidArgument("kRope", `expected dtype ${nope.dtype} (kNope's dtype), got ${rope.dtype}`);
+  } else {
+    if (nope.dtype !== dtype) throw invalidArgument("kNope", `expected dtype ${dtype} (the cache's dtype), got ${nope.dtype}`);
+    if (rope.dtype !== dtype) throw invalidArgument("kRope", `expected dtype ${dtype} (the cache's dtype), got ${rope.dtype}`);
+  }
   if (locTensor.dtype !== "i32" && locTensor.dtype !== "i64") {
     throw invalidArgument("loc", `expected dtype i32 or i64, got ${locTensor.dtype}`);
   }
@@ -250,19 +297,10 @@ export function planSetMlaKvBuffer(
   const ropeRows = sourceRows(rope, "kRope");
   if (nopeRows.n !== n) throw invalidArgument("kNope", `expected ${n} rows (as many as loc), got ${nopeRows.n}`);
   if (ropeRows.n !== n) throw invalidArgument("kRope", `expected ${n} rows (as many as loc), got ${ropeRows.n}`);
-  if (nopeRows.width > rows.width) {
-    throw invalidArgument("kNope", `expected at most ${rows.width} columns of ${dtype} (the cache row width), got ${nopeRows.width}`);
-  }
-  if (nopeRows.width + ropeRows.width === 0) {
-    throw invalidArgument("kNope", `expected at least one column in kNope or kRope, got shapes ${shapeText(nope)} and ${shapeText(rope)}`);
-  }
-  const ropeRoom = rows.width - nopeRows.width;
-  if (ropeRows.width > ropeRoom) {
-    throw invalidArgument(
-      "kRope",
-      `expected at most ${ropeRoom} columns of ${dtype} to fit the cache row (width ${rows.width}, of which kNope uses ${nopeRows.width}), got ${ropeRows.width}`,
-    );
-  }
+  const cacheBytes = DTYPES[dtype].bytes;
+  const rowBytes = isQuantized(format)
+    ? checkQuantizedShapes(format, rows.width * cacheBytes, nopeRows.width, ropeRows.width, nope, rope)
+    : checkCopyShapes(dtype, rows.width, nopeRows.width, ropeRows.width, nope, rope) * cacheBytes;
 
   const locBytes = DTYPES[locTensor.dtype].bytes as 4 | 8;
   const locPtr = locTensor.ptr;
@@ -271,28 +309,106 @@ export function planSetMlaKvBuffer(
     throw invalidArgument("loc", `expected an address aligned to its ${locBytes}-byte elements, got 0x${locPtr.toString(16)}`);
   }
 
-  const bytes = DTYPES[dtype].bytes;
+  const sourceBytes = DTYPES[nope.dtype].bytes;
   const fields = {
     device,
     cachePtr: cache.ptr,
     capacity: rows.capacity,
-    cacheRowStrideBytes: rows.rowStride * bytes,
+    cacheRowStrideBytes: rows.rowStride * cacheBytes,
     locPtr,
     locBytes,
     n,
     nopePtr: nope.ptr,
-    nopeRowStrideBytes: nopeRows.rowStride * bytes,
-    nopeBytes: nopeRows.width * bytes,
+    nopeRowStrideBytes: nopeRows.rowStride * sourceBytes,
+    nopeBytes: nopeRows.width * sourceBytes,
     ropePtr: rope.ptr,
-    ropeRowStrideBytes: ropeRows.rowStride * bytes,
-    ropeBytes: ropeRows.width * bytes,
+    ropeRowStrideBytes: ropeRows.rowStride * sourceBytes,
+    ropeBytes: ropeRows.width * sourceBytes,
+    format,
+    sourceDtype: isQuantized(format) ? (nope.dtype as SourceDtype) : null,
+    nopeElems: nopeRows.width,
+    ropeElems: ropeRows.width,
+    rowBytes,
   };
   return { ...fields, tmaAligned: isTmaAligned(fields) };
 }
 
+const FORMATS: readonly string[] = ["copy", "fp8", "fp8_ds_mla"];
+
+/** The write's format from the dtypes and what was asked for. */
+function writeFormatOf(cacheDtype: DType, sourceDtype: DType, requested: RequestedFormat | undefined): WriteFormat {
+  if (requested !== undefined && !FORMATS.includes(requested)) {
+    throw invalidArgument("options.format", `expected "copy", "fp8" or "fp8_ds_mla", got ${describeValue(requested)}`);
+  }
+  const fp8Cache = cacheDtype === "fp8_e4m3" || cacheDtype === "fp8_e5m2";
+  const wideSources = sourceDtype === "bf16" || sourceDtype === "fp16";
+  if (requested === "fp8_ds_mla") {
+    if (cacheDtype !== "u8" && cacheDtype !== "fp8_e4m3") {
+      throw invalidArgument("kvBuffer", `expected dtype u8 or fp8_e4m3 for the fp8_ds_mla format (656-byte rows of mixed content), got ${cacheDtype}`);
+    }
+    return "fp8_ds_mla";
+  }
+  if (requested === "fp8" || (requested === undefined && fp8Cache && wideSources)) {
+    if (!fp8Cache) {
+      throw invalidArgument("kvBuffer", `expected dtype fp8_e4m3 or fp8_e5m2 for the fp8 format (the cache's dtype names the fp8 kind), got ${cacheDtype}`);
+    }
+    return cacheDtype as "fp8_e4m3" | "fp8_e5m2";
+  }
+  return "copy";
+}
+
+/** A copy's shape rules; returns the elements each cache row receives. */
+function checkCopyShapes(dtype: DType, width: number, nopeWidth: number, ropeWidth: number, nope: DeviceTensor, rope: DeviceTensor): number {
+  if (nopeWidth > width) {
+    throw invalidArgument("kNope", `expected at most ${width} columns of ${dtype} (the cache row width), got ${nopeWidth}`);
+  }
+  if (nopeWidth + ropeWidth === 0) {
+    throw invalidArgument("kNope", `expected at least one column in kNope or kRope, got shapes ${shapeText(nope)} and ${shapeText(rope)}`);
+  }
+  const ropeRoom = width - nopeWidth;
+  if (ropeWidth > ropeRoom) {
+    throw invalidArgument(
+      "kRope",
+      `expected at most ${ropeRoom} columns of ${dtype} to fit the cache row (width ${width}, of which kNope uses ${nopeWidth}), got ${ropeWidth}`,
+    );
+  }
+  return nopeWidth + ropeWidth;
+}
+
+/** A quantizing write's shape rules; returns the bytes each cache row receives. */
+function checkQuantizedShapes(
+  format: QuantizedFormat,
+  cacheRowBytes: number,
+  nopeWidth: number,
+  ropeWidth: number,
+  nope: DeviceTensor,
+  rope: DeviceTensor,
+): number {
+  for (const [tensor, name] of [[nope, "kNope"], [rope, "kRope"]] as const) {
+    if (tensor.ptr % 2 !== 0) throw invalidArgument(name, `expected an address aligned to its 2-byte elements, got 0x${tensor.ptr.toString(16)}`);
+  }
+  if (format === "fp8_ds_mla") {
+    if (nopeWidth !== DS_MLA.nopeElems) throw invalidArgument("kNope", `expected ${DS_MLA.nopeElems} columns (the fp8_ds_mla row's nope part), got ${nopeWidth}`);
+    if (ropeWidth !== DS_MLA.ropeElems) throw invalidArgument("kRope", `expected ${DS_MLA.ropeElems} columns (the fp8_ds_mla row's rope part), got ${ropeWidth}`);
+  } else {
+    const problem = flatFp8ShapeProblem(nopeWidth, ropeWidth);
+    if (problem !== null) {
+      throw invalidArgument(problem.includes("rope") ? "kRope" : "kNope", `a ${format} write needs shapes it converts in one pass: ${problem}`);
+    }
+  }
+  const rowBytes = quantizedRowBytes(format, nopeWidth, ropeWidth);
+  if (rowBytes > cacheRowBytes) {
+    throw invalidArgument("kvBuffer", `expected rows of at least ${rowBytes} bytes for a ${format} write of ${nopeWidth} + ${ropeWidth} elements, got ${cacheRowBytes}`);
+  }
+  return rowBytes;
+}
+
 // The boolean form of tmaMisalignments, without building strings: it runs on every write.
-function isTmaAligned(plan: Omit<SetMlaKvBufferPlan, "tmaAligned">): boolean {
+function isTmaAligned(plan: TmaAlignmentInput): boolean {
   const a = TMA_ALIGNMENT;
+  if (isQuantized(plan.format)) {
+    return plan.cachePtr % a === 0 && plan.cacheRowStrideBytes % a === 0 && (plan.rowBytes ?? 0) % a === 0;
+  }
   return (
     plan.cachePtr % a === 0 &&
     plan.cacheRowStrideBytes % a === 0 &&

@@ -5,15 +5,26 @@
  */
 
 import { check, native } from "../ffi/native.ts";
-import { MLA_KV_FLAG_PDL, MLA_KV_PATH_TMA, MLA_KV_PATH_VECTOR } from "../ffi/symbols.ts";
+import {
+  MLA_KV_FLAG_PDL,
+  MLA_KV_FORMAT_FP8_DS_MLA,
+  MLA_KV_FORMAT_FP8_E4M3,
+  MLA_KV_FORMAT_FP8_E5M2,
+  MLA_KV_PATH_TMA,
+  MLA_KV_PATH_VECTOR,
+  MLA_KV_SOURCE_BF16,
+  MLA_KV_SOURCE_FP16,
+} from "../ffi/symbols.ts";
 import { deviceInfo, requireSupportedArchitecture, supportsPath } from "./device.ts";
 import { dispatch, ROWS_PER_WARP, WARPS, type LaunchConfig, type Path, type RowsPerWarp, type Warps } from "./dispatch.ts";
 import { tableFor } from "./dispatch_tables.ts";
 import { describeValue, invalidArgument, MlaKvError } from "./errors.ts";
-import { planSetMlaKvBuffer, tmaMisalignments, type PlanOptions, type SetMlaKvBufferPlan } from "./layout.ts";
+import { planSetMlaKvBuffer, tmaMisalignments, type PlanOptions, type RequestedFormat, type SetMlaKvBufferPlan } from "./layout.ts";
 import { Stream, streamHandleFor } from "./stream.ts";
 import type { DeviceTensor } from "./tensor.ts";
 import { validateDevice } from "./validate.ts";
+import { validateReservedSlot, writeDefaults } from "./write_defaults.ts";
+import { isQuantized } from "./write_format.ts";
 
 /** Options of {@link setMlaKvBuffer}. */
 export interface SetMlaKvBufferOptions {
@@ -35,9 +46,30 @@ export interface SetMlaKvBufferOptions {
    * Programmatic dependent launch (sm_90+, ignored before): the write may start while the
    * previous kernel on the stream finishes, and waits on the GPU before its first read. Correct
    * whatever the neighbouring kernels do; inside a CUDA graph it saved 0.2–0.4 µs a call at
-   * n <= 1024 on an H100 (bench/NOTES.md). Default true.
+   * n <= 1024 on an H100 (bench/NOTES.md). Default: {@link writeDefaults}().pdl, initially true.
    */
   pdl?: boolean;
+  /**
+   * A slot that is never written, or null for none: a row whose loc equals it is skipped like
+   * loc < 0. Engines pad CUDA-graph and data-parallel batches with a reserved slot (often 0) that
+   * must keep finite contents. Must be below the cache's capacity. Default:
+   * {@link writeDefaults}().reservedSlot, initially null.
+   */
+  reservedSlot?: number | null;
+  /**
+   * How rows are stored. Default: a byte copy when kNope and kRope have the cache's dtype, and
+   * `"fp8"` when an fp8_e4m3/fp8_e5m2 cache gets bf16/fp16 sources.
+   * - `"fp8"`: each element stored as fp8(x / scale), the cache's fp8 kind; needs `scale`.
+   * - `"fp8_ds_mla"`: the DeepSeek sparse-MLA row of 656 bytes (u8 or fp8_e4m3 cache, bf16/fp16
+   *   sources of 512 + 64 elements): 512 e4m3, 4 fp32 tile scales computed in the write, 64 bf16.
+   */
+  format?: RequestedFormat;
+  /**
+   * The per-tensor scale of an `"fp8"` write: stored = x / scale (a finite number > 0, used as
+   * fp32; 1 for none). Required there, refused elsewhere. Inside a captured graph the value is
+   * the one at capture time.
+   */
+  scale?: number;
 }
 
 interface ReadOptions {
@@ -46,11 +78,27 @@ interface ReadOptions {
   warps: Warps | undefined;
   rowsPerWarp: RowsPerWarp | undefined;
   device: number | undefined;
-  pdl: boolean;
+  pdl: boolean | undefined;
+  /** undefined: the default's; null: none. */
+  reservedSlot: number | null | undefined;
+  format: RequestedFormat | undefined;
+  scale: number | undefined;
 }
 
-const NO_OPTIONS: ReadOptions = Object.freeze({ stream: undefined, path: "auto", warps: undefined, rowsPerWarp: undefined, device: undefined, pdl: true });
+const NO_OPTIONS: ReadOptions = Object.freeze({
+  stream: undefined,
+  path: "auto",
+  warps: undefined,
+  rowsPerWarp: undefined,
+  device: undefined,
+  pdl: undefined,
+  reservedSlot: undefined,
+  format: undefined,
+  scale: undefined,
+});
 const NO_PLAN_OPTIONS: PlanOptions = Object.freeze({});
+const OPTION_NAMES = "stream, path, warps, rowsPerWarp, device, pdl, reservedSlot, format, scale";
+const FORMATS: readonly string[] = ["copy", "fp8", "fp8_ds_mla"];
 const PATHS: readonly string[] = ["auto", "vector", "tma"];
 
 // Checked by hand rather than with a schema library: this runs on every decode step, and the
@@ -93,8 +141,24 @@ function readOptions(options: unknown): ReadOptions {
         if (typeof value !== "boolean") throw invalidArgument("options.pdl", `expected true or false, got ${describeValue(value)}`);
         read.pdl = value;
         break;
+      case "reservedSlot":
+        read.reservedSlot = validateReservedSlot(value, "options.reservedSlot");
+        break;
+      case "format":
+        if (typeof value !== "string" || !FORMATS.includes(value)) {
+          throw invalidArgument("options.format", `expected "copy", "fp8" or "fp8_ds_mla", got ${describeValue(value)}`);
+        }
+        read.format = value as RequestedFormat;
+        break;
+      case "scale":
+        // Checked as the fp32 the kernel divides by: 1e-50 would become 0, 1e39 infinity.
+        if (typeof value !== "number" || !(Math.fround(value) > 0) || !Number.isFinite(Math.fround(value))) {
+          throw invalidArgument("options.scale", `expected a finite number > 0 that fp32 can hold (stored = x / scale), got ${describeValue(value)}`);
+        }
+        read.scale = value;
+        break;
       default:
-        throw invalidArgument(`options.${key}`, "unknown option; the options are stream, path, warps, rowsPerWarp, device, pdl");
+        throw invalidArgument(`options.${key}`, `unknown option; the options are ${OPTION_NAMES}`);
     }
   }
   return read;
@@ -149,12 +213,17 @@ function chooseConfig(plan: SetMlaKvBufferPlan, opts: ReadOptions): LaunchConfig
 /**
  * Writes `n` MLA rows into a KV cache: for each i with `0 <= loc[i] < capacity`, cache row
  * `loc[i]` gets `kNope[i]` in its first `d_nope` columns and `kRope[i]` right after. Columns past
- * `d_nope + d_rope` are not touched. `loc[i] < 0` marks padding and is skipped; `loc[i] >=
- * capacity` is skipped and reported later by {@link checkErrors} (also run by
- * `Stream.synchronize()` and `DeviceTensor.download()`).
+ * `d_nope + d_rope` are not touched. `loc[i] < 0` marks padding and is skipped, and so does
+ * `options.reservedSlot`; `loc[i] >= capacity` is skipped and reported later by
+ * {@link checkErrors} (also run by `Stream.synchronize()` and `DeviceTensor.download()`).
  *
  * Asynchronous: it only enqueues work on `options.stream` and returns, so it can be captured into
  * a CUDA graph. The copy is byte-exact, whatever the dtype.
+ *
+ * Quantize-on-write (one launch instead of a cast kernel, a temporary buffer and the scatter):
+ * bf16/fp16 sources into an fp8_e4m3/fp8_e5m2 cache store fp8(x / options.scale); with
+ * `format: "fp8_ds_mla"` a u8 cache of 656-byte rows gets DeepSeek's sparse-MLA layout, tile
+ * scales included. The rounding, saturation and NaN rules are in the README.
  *
  * Shapes: `kvBuffer` [slots, W], [slots, 1, W] or [pages, pageSize, W] (slot = page * pageSize +
  * offset); `kNope` [n, d_nope] and `kRope` [n, d_rope] (or [n, 1, d]) of the cache's dtype, rows
@@ -189,12 +258,50 @@ export function setMlaKvBuffer(
   options?: SetMlaKvBufferOptions,
 ): void {
   const opts = readOptions(options);
-  const plan = planSetMlaKvBuffer(kvBuffer, loc, kNope, kRope, opts.device === undefined ? NO_PLAN_OPTIONS : { device: opts.device });
+  const plan = planSetMlaKvBuffer(
+    kvBuffer,
+    loc,
+    kNope,
+    kRope,
+    opts.device === undefined && opts.format === undefined ? NO_PLAN_OPTIONS : { device: opts.device, format: opts.format },
+  );
   const stream = streamHandleFor(opts.stream, plan.device, "options.stream");
+  const scale = checkScale(plan, opts.scale);
+  const reservedSlot = reservedSlotFor(plan, opts.reservedSlot);
   if (plan.n === 0) return;
   const config = chooseConfig(plan, opts);
   // After every host-side check, so argument errors never depend on which GPU (if any) is there.
   requireSupportedArchitecture(plan.device);
+  const path = config.path === "tma" ? MLA_KV_PATH_TMA : MLA_KV_PATH_VECTOR;
+  const flags = (opts.pdl ?? writeDefaults().pdl) ? MLA_KV_FLAG_PDL : 0;
+  if (isQuantized(plan.format)) {
+    const status = native().mla_kv_set_kv_buffer_quantized(
+      plan.device,
+      stream,
+      FORMAT_CODES[plan.format],
+      plan.cachePtr,
+      plan.capacity,
+      plan.cacheRowStrideBytes,
+      plan.locPtr,
+      plan.locBytes,
+      plan.n,
+      plan.sourceDtype === "fp16" ? MLA_KV_SOURCE_FP16 : MLA_KV_SOURCE_BF16,
+      plan.nopePtr,
+      plan.nopeRowStrideBytes,
+      plan.nopeElems,
+      plan.ropePtr,
+      plan.ropeRowStrideBytes,
+      plan.ropeElems,
+      scale,
+      reservedSlot,
+      path,
+      config.warps,
+      config.rowsPerWarp,
+      flags,
+    );
+    check(status, "mla_kv_set_kv_buffer_quantized");
+    return;
+  }
   const status = native().mla_kv_set_kv_buffer(
     plan.device,
     stream,
@@ -210,10 +317,46 @@ export function setMlaKvBuffer(
     plan.ropePtr,
     plan.ropeRowStrideBytes,
     plan.ropeBytes,
-    config.path === "tma" ? MLA_KV_PATH_TMA : MLA_KV_PATH_VECTOR,
+    reservedSlot,
+    path,
     config.warps,
     config.rowsPerWarp,
-    opts.pdl ? MLA_KV_FLAG_PDL : 0,
+    flags,
   );
   check(status, "mla_kv_set_kv_buffer");
+}
+
+const FORMAT_CODES = { fp8_e4m3: MLA_KV_FORMAT_FP8_E4M3, fp8_e5m2: MLA_KV_FORMAT_FP8_E5M2, fp8_ds_mla: MLA_KV_FORMAT_FP8_DS_MLA } as const;
+
+/** The scale the C call gets: the caller's for a flat fp8 write (required), 1 (unused) otherwise. */
+function checkScale(plan: SetMlaKvBufferPlan, scale: number | undefined): number {
+  if (plan.format === "fp8_e4m3" || plan.format === "fp8_e5m2") {
+    if (scale === undefined) {
+      throw invalidArgument(
+        "options.scale",
+        `a ${plan.sourceDtype} → ${plan.format} write quantizes each element as x / scale; pass the per-tensor scale (1 for none)`,
+      );
+    }
+    return scale;
+  }
+  if (scale !== undefined) {
+    throw invalidArgument(
+      "options.scale",
+      plan.format === "fp8_ds_mla"
+        ? "the fp8_ds_mla format computes a scale per 128-element tile; it takes no per-tensor scale"
+        : "only an fp8 write (bf16/fp16 sources into an fp8_e4m3/fp8_e5m2 cache) takes a scale; this write copies bytes",
+    );
+  }
+  return 1;
+}
+
+/** The slot to skip (-1 for none): the call's option, else the default; it must be a slot of the cache. */
+function reservedSlotFor(plan: SetMlaKvBufferPlan, fromCall: number | null | undefined): number {
+  const slot = fromCall === undefined ? writeDefaults().reservedSlot : fromCall;
+  if (slot === null) return -1;
+  if (slot >= plan.capacity) {
+    const argument = fromCall === undefined ? "defaults.reservedSlot" : "options.reservedSlot";
+    throw invalidArgument(argument, `expected a slot of kvBuffer (below its capacity ${plan.capacity}), got ${slot}`);
+  }
+  return slot;
 }

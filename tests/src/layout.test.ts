@@ -37,6 +37,11 @@ describe("planSetMlaKvBuffer", () => {
         ropePtr: args.kRope.ptr,
         ropeRowStrideBytes: 128,
         ropeBytes: 128,
+        format: "copy",
+        sourceDtype: null,
+        nopeElems: 512,
+        ropeElems: 64,
+        rowBytes: 1152,
         tmaAligned: true,
       });
     });
@@ -227,11 +232,94 @@ describe("planSetMlaKvBuffer", () => {
 });
 
 describe("layoutAllowsTma", () => {
-  it("allows TMA only for rows whose nope and rope byte sizes are multiples of 16", () => {
-    expect(layoutAllowsTma(1024, 128)).toBe(true);
-    expect(layoutAllowsTma(528, 128)).toBe(true);
-    expect(layoutAllowsTma(1000, 120)).toBe(false); // bf16 500 + 60
-    expect(layoutAllowsTma(378, 124)).toBe(false); // bf16 189 + 62
-    expect(layoutAllowsTma(1024, 0)).toBe(true);
+  const copy = (nopeBytes: number, ropeBytes: number) => layoutAllowsTma({ nopeBytes, ropeBytes, locBytes: 8 });
+  it("allows TMA for a copy only when the nope and rope byte sizes are multiples of 16", () => {
+    expect(copy(1024, 128)).toBe(true);
+    expect(copy(528, 128)).toBe(true);
+    expect(copy(1000, 120)).toBe(false); // bf16 500 + 60
+    expect(copy(378, 124)).toBe(false); // bf16 189 + 62
+    expect(copy(1024, 0)).toBe(true);
+  });
+
+  it("allows TMA for a quantizing write when the converted row is a multiple of 16 bytes", () => {
+    const quantized = (format: "fp8_e4m3" | "fp8_ds_mla", nopeElems: number, ropeElems: number) =>
+      layoutAllowsTma({ nopeBytes: 2 * nopeElems, ropeBytes: 2 * ropeElems, locBytes: 8, format, sourceDtype: "bf16" });
+    expect(quantized("fp8_e4m3", 512, 64)).toBe(true); // 576 bytes
+    expect(quantized("fp8_e4m3", 512, 8)).toBe(false); // 520 bytes
+    expect(quantized("fp8_ds_mla", 512, 64)).toBe(true); // 656 bytes
+  });
+});
+
+describe("planSetMlaKvBuffer for quantizing writes", () => {
+  const sources = (dtype: "bf16" | "fp16" = "bf16", n = 4, nope = 512, rope = 64) =>
+    ({ loc: fake("i32", [n]) as DeviceTensor, kNope: fake(dtype, [n, nope]) as DeviceTensor, kRope: fake(dtype, [n, rope]) as DeviceTensor });
+
+  it("quantizes bf16 sources into an fp8_e4m3 cache without being asked, one byte an element", () => {
+    const s = sources();
+    const p = planSetMlaKvBuffer(fake("fp8_e4m3", [64, 16, 576]), s.loc, s.kNope, s.kRope);
+    expect(p).toMatchObject({ format: "fp8_e4m3", sourceDtype: "bf16", nopeElems: 512, ropeElems: 64, rowBytes: 576, nopeBytes: 1024, nopeRowStrideBytes: 1024, cacheRowStrideBytes: 576, tmaAligned: true });
+  });
+
+  it("names the fp8 kind after the cache's dtype (e5m2) and reads fp16 sources", () => {
+    const s = sources("fp16");
+    expect(planSetMlaKvBuffer(fake("fp8_e5m2", [8, 576]), s.loc, s.kNope, s.kRope).format).toBe("fp8_e5m2");
+  });
+
+  it("writes the ds_mla layout into a u8 cache of 656-byte rows when asked", () => {
+    const s = sources("fp16");
+    const p = planSetMlaKvBuffer(fake("u8", [8, 656]), s.loc, s.kNope, s.kRope, { format: "fp8_ds_mla" });
+    expect(p).toMatchObject({ format: "fp8_ds_mla", sourceDtype: "fp16", rowBytes: 656, tmaAligned: true });
+  });
+
+  it("allows TMA for a quantizing write from unaligned sources, because only the cache row is stored in bulk", () => {
+    const wide = fake("bf16", [4, 580]);
+    const p = planSetMlaKvBuffer(fake("fp8_e4m3", [8, 576]), fake("i32", [4]), wide.narrow(1, 0, 512), wide.narrow(1, 516, 64));
+    expect(p.tmaAligned).toBe(true);
+    expect(tmaMisalignments(p)).toEqual([]);
+  });
+
+  it("lists the cache row as what keeps a quantizing write off TMA", () => {
+    const s = sources("bf16", 4, 512, 8);
+    const p = planSetMlaKvBuffer(fake("fp8_e4m3", [8, 520]), s.loc, s.kNope, s.kRope);
+    expect(p.tmaAligned).toBe(false);
+    expect(tmaMisalignments(p)).toEqual(["cacheRowStrideBytes = 520", "rowBytes = 520"]);
+  });
+
+  const bad: Array<[string, () => SetMlaKvBufferPlan, string, string]> = [
+    ["refuses ds_mla rows whose nope part is not 512 elements", () => { const s = sources("bf16", 4, 448, 64); return planSetMlaKvBuffer(fake("u8", [8, 656]), s.loc, s.kNope, s.kRope, { format: "fp8_ds_mla" }); },
+      "kNope", "expected 512 columns (the fp8_ds_mla row's nope part), got 448"],
+    ["refuses ds_mla rows whose rope part is not 64 elements", () => { const s = sources("bf16", 4, 512, 32); return planSetMlaKvBuffer(fake("u8", [8, 656]), s.loc, s.kNope, s.kRope, { format: "fp8_ds_mla" }); },
+      "kRope", "expected 64 columns (the fp8_ds_mla row's rope part), got 32"],
+    ["refuses a ds_mla cache narrower than 656 bytes", () => { const s = sources(); return planSetMlaKvBuffer(fake("u8", [8, 640]), s.loc, s.kNope, s.kRope, { format: "fp8_ds_mla" }); },
+      "kvBuffer", "expected rows of at least 656 bytes for a fp8_ds_mla write of 512 + 64 elements, got 640"],
+    ["refuses a ds_mla write into a bf16 cache", () => { const s = sources(); return planSetMlaKvBuffer(fake("bf16", [8, 656]), s.loc, s.kNope, s.kRope, { format: "fp8_ds_mla" }); },
+      "kvBuffer", "expected dtype u8 or fp8_e4m3 for the fp8_ds_mla format"],
+    ["refuses ds_mla from u8 sources", () => { const s = { loc: fake("i32", [4]), kNope: fake("u8", [4, 512]), kRope: fake("u8", [4, 64]) }; return planSetMlaKvBuffer(fake("u8", [8, 656]), s.loc, s.kNope, s.kRope, { format: "fp8_ds_mla" }); },
+      "kNope", "expected dtype bf16 or fp16 (a fp8_ds_mla write quantizes them), got u8"],
+    ["refuses flat fp8 into a u8 cache, which does not say which fp8", () => { const s = sources(); return planSetMlaKvBuffer(fake("u8", [8, 576]), s.loc, s.kNope, s.kRope, { format: "fp8" }); },
+      "kvBuffer", "expected dtype fp8_e4m3 or fp8_e5m2 for the fp8 format"],
+    ["refuses a flat fp8 nope part that is not a multiple of 16 elements", () => { const s = sources("bf16", 4, 504, 64); return planSetMlaKvBuffer(fake("fp8_e4m3", [8, 576]), s.loc, s.kNope, s.kRope); },
+      "kNope", "a fp8_e4m3 write needs shapes it converts in one pass: the nope part must be a multiple of 16 elements up to 1024, got 504"],
+    ["refuses a flat fp8 rope part of an odd number of elements", () => { const s = sources("bf16", 4, 512, 63); return planSetMlaKvBuffer(fake("fp8_e4m3", [8, 576]), s.loc, s.kNope, s.kRope); },
+      "kRope", "the rope part must be a multiple of 2 elements up to 128, got 63"],
+    ["refuses a flat fp8 nope part over 1024 elements", () => { const s = sources("bf16", 4, 1040, 64); return planSetMlaKvBuffer(fake("fp8_e4m3", [8, 1104]), s.loc, s.kNope, s.kRope); },
+      "kNope", "got 1040"],
+    ["refuses bf16 kNope with fp16 kRope", () => { const s = sources(); return planSetMlaKvBuffer(fake("fp8_e4m3", [8, 576]), s.loc, s.kNope, fake("fp16", [4, 64])); },
+      "kRope", "expected dtype bf16 (kNope's dtype), got fp16"],
+    ["refuses sources at an odd address", () => planSetMlaKvBuffer(fake("fp8_e4m3", [8, 576]), fake("i32", [4]), fake("bf16", [4, 512], { ptr: fakeAddress(900) + 1 }), fake("bf16", [4, 64])),
+      "kNope", "expected an address aligned to its 2-byte elements"],
+  ];
+  for (const [sentence, plan, argument, fragment] of bad) {
+    it(sentence, () => {
+      const error = thrown(plan);
+      expect(error.code).toBe("INVALID_ARGUMENT");
+      expect(error.argument).toBe(argument);
+      expect(error.message).toContain(fragment);
+    });
+  }
+
+  it("still copies bytes when the cache and sources share an fp8 dtype", () => {
+    const p = planSetMlaKvBuffer(fake("fp8_e4m3", [8, 576]), fake("i32", [2]), fake("fp8_e4m3", [2, 512]), fake("fp8_e4m3", [2, 64]));
+    expect(p.format).toBe("copy");
   });
 });

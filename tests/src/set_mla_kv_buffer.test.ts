@@ -17,7 +17,7 @@ function write(n = 2) {
 
 describe("setMlaKvBuffer options", () => {
   const bad: Array<[string, unknown, string, string]> = [
-    ["refuses an unknown option, naming it", { rowPerWarp: 2 }, "options.rowPerWarp", "unknown option; the options are stream, path, warps, rowsPerWarp, device, pdl"],
+    ["refuses an unknown option, naming it", { rowPerWarp: 2 }, "options.rowPerWarp", "unknown option; the options are stream, path, warps, rowsPerWarp, device, pdl, reservedSlot, format, scale"],
     ["refuses a path other than auto, vector and tma", { path: "fast" }, "options.path", 'expected "auto", "vector" or "tma", got "fast"'],
     ["refuses 3 warps", { warps: 3 }, "options.warps", "expected 1, 2, 4, 8 or 16, got 3"],
     ["refuses a pdl option that is not a boolean", { pdl: 1 }, "options.pdl", "expected true or false, got 1"],
@@ -28,6 +28,13 @@ describe("setMlaKvBuffer options", () => {
     ["refuses a negative device", { device: -1 }, "options.device", "expected a device index"],
     ["refuses options that are not an object", "fast", "options", 'expected an options object, got "fast"'],
     ["refuses options given as null", null, "options", "got null"],
+    ["refuses a negative reserved slot", { reservedSlot: -1 }, "options.reservedSlot", "expected a slot index (an integer >= 0) or null for none, got -1"],
+    ["refuses a fractional reserved slot", { reservedSlot: 1.5 }, "options.reservedSlot", "got 1.5"],
+    ["refuses an unknown format", { format: "fp4" }, "options.format", 'expected "copy", "fp8" or "fp8_ds_mla", got "fp4"'],
+    ["refuses a scale of 0", { scale: 0 }, "options.scale", "expected a finite number > 0 that fp32 can hold"],
+    ["refuses a scale fp32 rounds to 0", { scale: 1e-50 }, "options.scale", "got 1e-50"],
+    ["refuses a scale fp32 rounds to infinity", { scale: 1e39 }, "options.scale", "got 1e+39"],
+    ["refuses a NaN scale", { scale: NaN }, "options.scale", "got NaN"],
   ];
   for (const [sentence, options, argument, fragment] of bad) {
     it(sentence, () => {
@@ -37,6 +44,32 @@ describe("setMlaKvBuffer options", () => {
       expect(error.message).toContain(fragment);
     });
   }
+
+  it("asks for the per-tensor scale when bf16 sources go into an fp8 cache", () => {
+    const [, loc, kNope, kRope] = write(2);
+    const error = thrown(() => setMlaKvBuffer(fake("fp8_e4m3", [64, 576]), loc, kNope, kRope));
+    expect(error.argument).toBe("options.scale");
+    expect(error.message).toContain("a bf16 → fp8_e4m3 write quantizes each element as x / scale; pass the per-tensor scale (1 for none)");
+  });
+
+  it("refuses a scale for the ds_mla format, whose scales are per tile", () => {
+    const [, loc, kNope, kRope] = write(2);
+    const error = thrown(() => setMlaKvBuffer(fake("u8", [64, 656]), loc, kNope, kRope, { format: "fp8_ds_mla", scale: 2 }));
+    expect(error.argument).toBe("options.scale");
+    expect(error.message).toContain("computes a scale per 128-element tile");
+  });
+
+  it("refuses a scale for a byte copy", () => {
+    const error = thrown(() => setMlaKvBuffer(...write(2), { scale: 2 }));
+    expect(error.argument).toBe("options.scale");
+    expect(error.message).toContain("this write copies bytes");
+  });
+
+  it("refuses a reserved slot past the cache's capacity", () => {
+    const error = thrown(() => setMlaKvBuffer(...write(2), { reservedSlot: 64 }));
+    expect(error.argument).toBe("options.reservedSlot");
+    expect(error.message).toContain("expected a slot of kvBuffer (below its capacity 64), got 64");
+  });
 
   it("treats options set to undefined as absent", () => {
     expect(() => validateSetMlaKvBufferOptions({ stream: undefined, path: undefined, warps: undefined })).not.toThrow();
@@ -132,10 +165,60 @@ describe.skipIf(!host)(`setMlaKvBuffer against the host implementation of the AB
     const p = result.value as Record<string, number>;
     const lines = readFileSync(log, "utf8").trim().split("\n");
     expect(lines).toEqual([
-      `device=0 stream=${p.stream} cache=${p.kv} capacity=64 cache_row_stride=1152 loc=${p.loc} loc_elem_bytes=8 n=1000 nope=${p.nope} nope_row_stride=1024 nope_bytes=1024 rope=${p.rope} rope_row_stride=128 rope_bytes=128 path=2 warps_per_block=8 rows_per_warp=1 flags=1`,
-      `device=0 stream=0 cache=${p.kv} capacity=64 cache_row_stride=1152 loc=${p.loc} loc_elem_bytes=8 n=3 nope=${p.nope} nope_row_stride=1024 nope_bytes=1024 rope=${p.rope} rope_row_stride=128 rope_bytes=128 path=1 warps_per_block=4 rows_per_warp=1 flags=1`,
-      `device=0 stream=0 cache=${p.kv} capacity=64 cache_row_stride=1152 loc=${p.loc} loc_elem_bytes=8 n=1000 nope=${p.nope} nope_row_stride=1024 nope_bytes=1024 rope=${p.rope} rope_row_stride=128 rope_bytes=128 path=1 warps_per_block=8 rows_per_warp=4 flags=0`,
+      `device=0 stream=${p.stream} cache=${p.kv} capacity=64 cache_row_stride=1152 loc=${p.loc} loc_elem_bytes=8 n=1000 nope=${p.nope} nope_row_stride=1024 nope_bytes=1024 rope=${p.rope} rope_row_stride=128 rope_bytes=128 reserved_slot=-1 path=2 warps_per_block=8 rows_per_warp=1 flags=1`,
+      `device=0 stream=0 cache=${p.kv} capacity=64 cache_row_stride=1152 loc=${p.loc} loc_elem_bytes=8 n=3 nope=${p.nope} nope_row_stride=1024 nope_bytes=1024 rope=${p.rope} rope_row_stride=128 rope_bytes=128 reserved_slot=-1 path=1 warps_per_block=4 rows_per_warp=1 flags=1`,
+      `device=0 stream=0 cache=${p.kv} capacity=64 cache_row_stride=1152 loc=${p.loc} loc_elem_bytes=8 n=1000 nope=${p.nope} nope_row_stride=1024 nope_bytes=1024 rope=${p.rope} rope_row_stride=128 rope_bytes=128 reserved_slot=-1 path=1 warps_per_block=8 rows_per_warp=4 flags=0`,
     ]);
+  });
+
+  it("passes quantizing writes across the FFI with their format, source dtype, element counts and scale", () => {
+    const log = freshLog();
+    const result = runInChild(`
+      using flat = m.allocTensor("fp8_e5m2", [32, 576]);
+      using sparse = m.allocTensor("u8", [2, 16, 656]);
+      using nope = m.allocTensor("fp16", [5, 512]);
+      using rope = m.allocTensor("fp16", [5, 64]);
+      using loc = m.fromHost(new Int32Array(5).fill(-1), "i32", [5]);
+      m.setMlaKvBuffer(flat, loc, nope, rope, { scale: 0.1, reservedSlot: 7 });
+      m.setMlaKvBuffer(sparse, loc, nope, rope, { format: "fp8_ds_mla", pdl: false });
+      return { flat: flat.ptr, sparse: sparse.ptr, loc: loc.ptr, nope: nope.ptr, rope: rope.ptr };
+    `, env({ HOST_MLA_KV_LOG: log }));
+    expect(result.error, describeChild(result)).toBeUndefined();
+    const p = result.value as Record<string, number>;
+    const lines = readFileSync(log, "utf8").trim().split("\n");
+    const common = `loc=${p.loc} loc_elem_bytes=4 n=5 source_dtype=2 nope=${p.nope} nope_row_stride=1024 nope_elems=512 rope=${p.rope} rope_row_stride=128 rope_elems=64`;
+    expect(lines).toEqual([
+      `quantized device=0 stream=0 format=2 cache=${p.flat} capacity=32 cache_row_stride=576 ${common} scale=0.100000001 reserved_slot=7 path=1 warps_per_block=4 rows_per_warp=1 flags=1`,
+      `quantized device=0 stream=0 format=3 cache=${p.sparse} capacity=32 cache_row_stride=656 ${common} scale=1 reserved_slot=-1 path=1 warps_per_block=4 rows_per_warp=1 flags=0`,
+    ]);
+  });
+
+  it("skips the reserved slot, given per call or as the default, and a call's null turns the default off", () => {
+    const result = runInChild(`
+      using kv = m.fromHost(new Uint8Array(4 * 3).fill(0xee), "u8", [4, 3]);
+      using nope = m.fromHost(Uint8Array.from([1, 2, 3, 4, 5, 6]), "u8", [3, 2]);
+      using rope = m.fromHost(Uint8Array.from([7, 8, 9]), "u8", [3, 1]);
+      using loc = m.fromHost(new Int32Array([0, 2, 3]), "i32", [3]);
+      m.setMlaKvBuffer(kv, loc, nope, rope, { reservedSlot: 2 });
+      const perCall = [...kv.download()];
+      kv.upload(new Uint8Array(12).fill(0xee));
+      const previous = m.setWriteDefaults({ reservedSlot: 0 });
+      m.setMlaKvBuffer(kv, loc, nope, rope);
+      const byDefault = [...kv.download()];
+      kv.upload(new Uint8Array(12).fill(0xee));
+      m.setMlaKvBuffer(kv, loc, nope, rope, { reservedSlot: null });
+      const overridden = [...kv.download()];
+      m.setWriteDefaults(previous);
+      return { perCall, byDefault, overridden, restored: m.writeDefaults().reservedSlot };
+    `, env());
+    expect(result.error, describeChild(result)).toBeUndefined();
+    const E = 0xee;
+    expect(result.value).toEqual({
+      perCall: [1, 2, 7, E, E, E, E, E, E, 5, 6, 9],
+      byDefault: [E, E, E, E, E, E, 3, 4, 8, 5, 6, 9],
+      overridden: [1, 2, 7, E, E, E, 3, 4, 8, 5, 6, 9],
+      restored: null,
+    });
   });
 
   it("launches nothing for n = 0", () => {
