@@ -14,7 +14,8 @@ import { LockTimeoutError, withLock } from "./lock.ts";
 import { ProfileLookup, quietRequested, tuneLockTarget } from "./lookup.ts";
 import { layoutAllowsTma } from "../src/layout.ts";
 // The key dispatch looks profiles up by, so what this command stores is what writes will find.
-import { layoutKey } from "../src/dispatch.ts";
+import { layoutKey, type LayoutKeyInput } from "../src/dispatch.ts";
+import { DS_MLA, flatFp8ShapeProblem, quantizedRowBytes, type QuantizedFormat, type SourceDtype } from "../src/write_format.ts";
 import { dtypeBytes } from "../src/dtypes.ts";
 import {
   identityKey,
@@ -48,13 +49,34 @@ export const ROW_DTYPES = ["bf16", "fp16", "u8", "fp8_e4m3", "fp8_e5m2"] as cons
 export type RowDType = (typeof ROW_DTYPES)[number];
 
 
-/** A row layout as the command names it: `bf16:512+64` with a loc dtype. */
+/** A row layout as the command names it: `bf16:512+64` (or `bf16:512+64:fp8_ds_mla`) with a loc dtype. */
 export interface TuneLayoutSpec {
+  /** The sources' dtype (and the cache's, for a copy). */
   dtype: RowDType;
   nopeElems: number;
   ropeElems: number;
   /** 4 for int32 loc, 8 for int64. */
   locBytes: 4 | 8;
+  /** A quantizing write's cache format; absent for a copy. */
+  format?: QuantizedFormat;
+}
+
+/** What dispatch knows a spec by: its layout key input. */
+export function layoutInputOf(spec: TuneLayoutSpec): LayoutKeyInput {
+  const w = dtypeBytes(spec.dtype);
+  return {
+    nopeBytes: spec.nopeElems * w,
+    ropeBytes: spec.ropeElems * w,
+    locBytes: spec.locBytes,
+    ...(spec.format === undefined ? {} : { format: spec.format, sourceDtype: spec.dtype as SourceDtype }),
+  };
+}
+
+/** Bytes one cache row of the spec takes. */
+function cacheRowBytesOf(spec: Omit<TuneLayoutSpec, "locBytes">): number {
+  return spec.format === undefined
+    ? (spec.nopeElems + spec.ropeElems) * dtypeBytes(spec.dtype)
+    : quantizedRowBytes(spec.format, spec.nopeElems, spec.ropeElems);
 }
 
 export interface ProfileStore {
@@ -88,7 +110,9 @@ export interface GpuDepsModule {
   createGpuDeps(): Pick<AutotuneDeps, "gpus" | "measureFor"> | Promise<Pick<AutotuneDeps, "gpus" | "measureFor">>;
 }
 
-export const DEFAULT_LAYOUT_SPECS = ["bf16:512+64", "fp16:512+64", "u8:528+128"] as const;
+export const DEFAULT_LAYOUT_SPECS = ["bf16:512+64", "fp16:512+64", "u8:528+128", "bf16:512+64:fp8_e4m3", "bf16:512+64:fp8_ds_mla"] as const;
+
+const QUANTIZED_FORMATS: readonly QuantizedFormat[] = ["fp8_e4m3", "fp8_e5m2", "fp8_ds_mla"];
 
 /** The tune allocates 65536 rows of a layout several times over; larger rows are not MLA rows. */
 export const MAX_ROW_BYTES = 65536;
@@ -102,6 +126,8 @@ user profile that programs using mla-kv read on first use (instead of tuning the
 Flags:
   --layout <spec>    Row layout to tune, dtype:nope+rope in elements; repeatable.
                      dtype is one of ${ROW_DTYPES.join(", ")}.
+                     dtype:nope+rope:format tunes a quantizing write from bf16/fp16
+                     sources, format one of ${QUANTIZED_FORMATS.join(", ")}.
                      Default: ${DEFAULT_LAYOUT_SPECS.join(", ")}.
                      Layouts with the same bytes per row (bf16 and fp16 512+64) are
                      one tune: the write copies bytes.
@@ -133,6 +159,7 @@ Examples:
   bun run autotune
   bun run autotune --layout bf16:512+64 --loc i64 --device 0
   bun run autotune --layout u8:528+128 --force --plot u8.svg
+  bun run autotune --layout bf16:512+64:fp8_ds_mla --loc i64
   bun run autotune --exhaustive --json > profile.json
 `;
 
@@ -210,11 +237,11 @@ export function parseCli(argv: readonly string[]): CliOptions {
   return { layouts, locs, devices, exhaustive, json, plot, force, quiet, help };
 }
 
-/** `bf16:512+64` → dtype and element counts; throws UsageError. */
+/** `bf16:512+64` (or `bf16:512+64:fp8_ds_mla`) → dtype, element counts and format; throws UsageError. */
 export function parseLayoutSpec(spec: string): Omit<TuneLayoutSpec, "locBytes"> {
-  const m = /^([a-z0-9_]+):([0-9]{1,9})\+([0-9]{1,9})$/.exec(spec);
+  const m = /^([a-z0-9_]+):([0-9]{1,9})\+([0-9]{1,9})(?::([a-z0-9_]+))?$/.exec(spec);
   if (m === null) {
-    throw new UsageError(`--layout ${JSON.stringify(spec)} is not dtype:nope+rope, e.g. bf16:512+64`);
+    throw new UsageError(`--layout ${JSON.stringify(spec)} is not dtype:nope+rope, e.g. bf16:512+64 (or bf16:512+64:fp8_ds_mla)`);
   }
   const dtype = m[1]!;
   if (!(ROW_DTYPES as readonly string[]).includes(dtype)) {
@@ -223,6 +250,20 @@ export function parseLayoutSpec(spec: string): Omit<TuneLayoutSpec, "locBytes"> 
   const nopeElems = Number(m[2]);
   const ropeElems = Number(m[3]);
   if (nopeElems === 0) throw new UsageError(`--layout ${JSON.stringify(spec)}: the nope part needs at least one element`);
+  const format = m[4];
+  if (format !== undefined) {
+    if (!(QUANTIZED_FORMATS as readonly string[]).includes(format)) {
+      throw new UsageError(`--layout ${JSON.stringify(spec)}: format ${format} is not one of ${QUANTIZED_FORMATS.join(", ")}`);
+    }
+    if (dtype !== "bf16" && dtype !== "fp16") {
+      throw new UsageError(`--layout ${JSON.stringify(spec)}: a ${format} write quantizes bf16 or fp16 sources, not ${dtype}`);
+    }
+    const problem = format === "fp8_ds_mla"
+      ? nopeElems !== DS_MLA.nopeElems || ropeElems !== DS_MLA.ropeElems ? `fp8_ds_mla rows are ${DS_MLA.nopeElems}+${DS_MLA.ropeElems}` : null
+      : flatFp8ShapeProblem(nopeElems, ropeElems);
+    if (problem !== null) throw new UsageError(`--layout ${JSON.stringify(spec)}: ${problem}`);
+    return { dtype: dtype as RowDType, nopeElems, ropeElems, format: format as QuantizedFormat };
+  }
   const bytes = (nopeElems + ropeElems) * dtypeBytes(dtype as RowDType);
   if (bytes > MAX_ROW_BYTES) {
     throw new UsageError(`--layout ${JSON.stringify(spec)}: a row of ${bytes} bytes is more than the ${MAX_ROW_BYTES} this command tunes`);
@@ -256,7 +297,7 @@ interface LayoutJob {
 }
 
 function specName(s: Omit<TuneLayoutSpec, "locBytes">): string {
-  return `${s.dtype}:${s.nopeElems}+${s.ropeElems}`;
+  return `${s.dtype}:${s.nopeElems}+${s.ropeElems}${s.format === undefined ? "" : `:${s.format}`}`;
 }
 
 function locName(locBytes: 4 | 8): string {
@@ -267,12 +308,11 @@ function layoutJobs(opts: CliOptions): LayoutJob[] {
   const jobs: LayoutJob[] = [];
   for (const locBytes of opts.locs) {
     for (const s of opts.layouts) {
-      const w = dtypeBytes(s.dtype);
-      const key = layoutKey({ nopeBytes: s.nopeElems * w, ropeBytes: s.ropeElems * w, locBytes });
+      const key = layoutKey(layoutInputOf({ ...s, locBytes }));
       const name = specName(s);
       const job = jobs.find((j) => j.key === key);
       if (job === undefined) {
-        jobs.push({ key, spec: { ...s, locBytes }, names: [name], rowBytes: (s.nopeElems + s.ropeElems) * w });
+        jobs.push({ key, spec: { ...s, locBytes }, names: [name], rowBytes: cacheRowBytesOf(s) });
       } else if (!job.names.includes(name)) job.names.push(name);
     }
   }
@@ -393,7 +433,7 @@ export function runAutotune(argv: readonly string[], deps: AutotuneDeps): number
         const measure = deps.measureFor(gpu.index, job.spec);
         const r = tuneLayoutWithStats({
           measure,
-          tmaAllowed: gpu.tmaAllowed && layoutAllowsTma(job.spec.nopeElems * dtypeBytes(job.spec.dtype), job.spec.ropeElems * dtypeBytes(job.spec.dtype)),
+          tmaAllowed: gpu.tmaAllowed && layoutAllowsTma(layoutInputOf(job.spec)),
           maxBucket: DEFAULT_MAX_BUCKET,
           method,
           now: deps.now,
@@ -534,7 +574,7 @@ function plotFile(base: string, gpu: GpuInfo, job: LayoutJob, manyGpus: boolean,
   const ext = extname(base);
   const stem = basename(base, ext);
   const parts: string[] = [];
-  if (manyLayouts) parts.push(`${job.names[0]!.replace(":", "-")}-${locName(job.spec.locBytes)}`);
+  if (manyLayouts) parts.push(`${job.names[0]!.replaceAll(":", "-")}-${locName(job.spec.locBytes)}`);
   if (manyGpus) parts.push(`gpu${gpu.index}`);
   return join(dirname(base), `${stem}-${parts.join("-")}${ext}`);
 }

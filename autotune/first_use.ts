@@ -43,7 +43,7 @@ export function profiledTable(device: number, layout: LayoutKeyInput, stream?: S
   const identity = gpuIdentity(device);
   const key = layoutKey(layout);
   const capturing = captureInProgress() || (stream !== undefined && !stream.isDefault && stream.isCapturing());
-  const tmaAllowed = supportsPath(device, "tma") && layoutAllowsTma(layout.nopeBytes, layout.ropeBytes);
+  const tmaAllowed = supportsPath(device, "tma") && layoutAllowsTma(layout);
   const say = (line: string) => {
     if (!quiet(env)) process.stderr.write(`${line}\n`);
   };
@@ -58,7 +58,7 @@ export function profiledTable(device: number, layout: LayoutKeyInput, stream?: S
       warn: say,
       tune: () => {
         const t0 = performance.now();
-        const measurer = createMeasurer(device, { nopeBytes: layout.nopeBytes, ropeBytes: layout.ropeBytes, locBytes: layout.locBytes as 4 | 8 });
+        const measurer = createMeasurer(device, layout);
         try {
           const { profile } = tuneLayoutWithStats({ measure: measurer.measure, tmaAllowed, method: "search" });
           tuned = { ms: performance.now() - t0, crossoverN: profile.crossoverN };

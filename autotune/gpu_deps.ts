@@ -4,8 +4,7 @@
  * parsing, search and output are tested without a GPU.
  */
 import { deviceCount, deviceInfo, supportsPath } from "../src/device.ts";
-import { dtypeBytes } from "../src/dtypes.ts";
-import type { AutotuneDeps, GpuInfo } from "./cli.ts";
+import { layoutInputOf, type AutotuneDeps, type GpuInfo } from "./cli.ts";
 import { gpuIdentity } from "./identity.ts";
 import { createMeasurer, type Measurer } from "./measure.ts";
 
@@ -32,8 +31,7 @@ export function createGpuDeps(): Pick<AutotuneDeps, "gpus" | "measureFor"> {
     },
     measureFor(device, layout) {
       current?.free();
-      const eb = dtypeBytes(layout.dtype);
-      current = createMeasurer(device, { nopeBytes: layout.nopeElems * eb, ropeBytes: layout.ropeElems * eb, locBytes: layout.locBytes });
+      current = createMeasurer(device, layoutInputOf(layout));
       return current.measure;
     },
   };

@@ -4,18 +4,23 @@
  * CUDA graph, CUDA events, best of a few repetitions).
  */
 import { check, native } from "../ffi/native.ts";
-import { MLA_KV_PATH_TMA, MLA_KV_PATH_VECTOR } from "../ffi/symbols.ts";
+import {
+  MLA_KV_FORMAT_FP8_DS_MLA,
+  MLA_KV_FORMAT_FP8_E4M3,
+  MLA_KV_FORMAT_FP8_E5M2,
+  MLA_KV_PATH_TMA,
+  MLA_KV_PATH_VECTOR,
+  MLA_KV_SOURCE_BF16,
+  MLA_KV_SOURCE_FP16,
+} from "../ffi/symbols.ts";
 import { Stream } from "../src/stream.ts";
-import type { LaunchConfig } from "../src/dispatch.ts";
+import type { LaunchConfig, LayoutKeyInput } from "../src/dispatch.ts";
+import { isQuantized, quantizedRowBytes } from "../src/write_format.ts";
 import { timeGraphPerCall } from "./graph_timer.ts";
 import { allocScratch } from "./scratch.ts";
 import type { MeasureFn } from "./search.ts";
 
-export interface MeasuredLayout {
-  nopeBytes: number;
-  ropeBytes: number;
-  locBytes: 4 | 8;
-}
+const FORMAT_CODES = { fp8_e4m3: MLA_KV_FORMAT_FP8_E4M3, fp8_e5m2: MLA_KV_FORMAT_FP8_E5M2, fp8_ds_mla: MLA_KV_FORMAT_FP8_DS_MLA } as const;
 
 export interface Measurer {
   measure: MeasureFn;
@@ -25,17 +30,24 @@ export interface Measurer {
 }
 
 /**
- * Scratch buffers and a stream for timing `layout` on `device`, up to `maxN` rows a call. The
- * write is byte-exact whatever the dtype, so bytes are timed as u8 rows of the same size.
+ * Scratch buffers and a stream for timing `layout` on `device`, up to `maxN` rows a call. A copy
+ * is byte-exact whatever the dtype, so its bytes are timed as u8 rows of the same size; a
+ * quantizing write is timed from bf16/fp16 sources (finite, non-zero values) into rows of its
+ * format.
  */
-export function createMeasurer(device: number, layout: MeasuredLayout, options: { maxN?: number; tries?: number } = {}): Measurer {
+export function createMeasurer(device: number, layout: LayoutKeyInput, options: { maxN?: number; tries?: number } = {}): Measurer {
   const maxN = options.maxN ?? 65536;
+  const locBytes = layout.locBytes as 4 | 8;
+  const quantized = isQuantized(layout.format) ? layout.format : null;
+  const nopeElems = quantized ? layout.nopeBytes / 2 : layout.nopeBytes;
+  const ropeElems = quantized ? layout.ropeBytes / 2 : layout.ropeBytes;
+  const rowBytes = quantized ? quantizedRowBytes(quantized, nopeElems, ropeElems) : layout.nopeBytes + layout.ropeBytes;
+  const sourceDtype = layout.sourceDtype ?? "bf16";
   const scratch = allocScratch(
-    { dtype: "u8", nopeElems: layout.nopeBytes, ropeElems: layout.ropeBytes, locBytes: layout.locBytes },
+    { dtype: quantized ? sourceDtype : "u8", nopeElems, ropeElems, locBytes, cache: { dtype: "u8", width: rowBytes } },
     { device, maxN },
   );
   const stream = Stream.create(device);
-  const rowBytes = layout.nopeBytes + layout.ropeBytes;
   let count = 0;
   return {
     get count() {
@@ -49,11 +61,23 @@ export function createMeasurer(device: number, layout: MeasuredLayout, options: 
       const lib = native();
       // A guess from the copy rate sizes the replays so each repetition runs ~100 µs.
       const expectUs = 1.5 + (2 * n * rowBytes) / 2.5e6;
-      return timeGraphPerCall(stream, scratch.layers, (layer) => {
-        check(lib.mla_kv_set_kv_buffer(device, stream.handle, scratch.caches[layer]!.ptr, scratch.capacity, rowBytes,
-          scratch.loc[layer]!.ptr, layout.locBytes, n, scratch.nope[layer]!.ptr, layout.nopeBytes, layout.nopeBytes,
-          scratch.rope[layer]!.ptr, layout.ropeBytes, layout.ropeBytes, path, cfg.warps, cfg.rowsPerWarp, 0), "mla_kv_set_kv_buffer");
-      }, { expectUs, tries: 3, replays: Math.max(2, Math.min(32, Math.ceil(100 / (expectUs * scratch.layers)))) }).us;
+      const write = quantized
+        ? (layer: number) =>
+            check(lib.mla_kv_set_kv_buffer_quantized(device, stream.handle, FORMAT_CODES[quantized], scratch.caches[layer]!.ptr,
+              scratch.capacity, rowBytes, scratch.loc[layer]!.ptr, locBytes, n,
+              sourceDtype === "fp16" ? MLA_KV_SOURCE_FP16 : MLA_KV_SOURCE_BF16, scratch.nope[layer]!.ptr, layout.nopeBytes,
+              nopeElems, scratch.rope[layer]!.ptr, layout.ropeBytes, ropeElems, 1, -1, path, cfg.warps, cfg.rowsPerWarp, 0),
+              "mla_kv_set_kv_buffer_quantized")
+        : (layer: number) =>
+            check(lib.mla_kv_set_kv_buffer(device, stream.handle, scratch.caches[layer]!.ptr, scratch.capacity, rowBytes,
+              scratch.loc[layer]!.ptr, locBytes, n, scratch.nope[layer]!.ptr, layout.nopeBytes, layout.nopeBytes,
+              scratch.rope[layer]!.ptr, layout.ropeBytes, layout.ropeBytes, -1, path, cfg.warps, cfg.rowsPerWarp, 0),
+              "mla_kv_set_kv_buffer");
+      return timeGraphPerCall(stream, scratch.layers, write, {
+        expectUs,
+        tries: 3,
+        replays: Math.max(2, Math.min(32, Math.ceil(100 / (expectUs * scratch.layers)))),
+      }).us;
     },
     free() {
       stream.destroy();

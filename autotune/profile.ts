@@ -17,12 +17,14 @@ export const WARPS = [1, 2, 4, 8, 16] as const;
 export const ROWS_PER_WARP = [1, 2, 4] as const;
 export const PATHS = ["vector", "tma"] as const;
 
-// nope bytes + rope bytes / loc dtype, e.g. "1024+128/i64".
-const LAYOUT_KEY_RE = /^([1-9][0-9]{0,8})\+([0-9]{1,9})\/([a-z][a-z0-9]{0,15})$/;
+// What src/dispatch.ts layoutKey builds: a copy's nope bytes + rope bytes / loc dtype, e.g.
+// "1024+128/i64", or a quantizing write's format<source dtype:nope elements + rope elements / loc
+// dtype, e.g. "fp8_ds_mla<bf16:512+64/i64".
+const LAYOUT_KEY_RE = /^(?:(fp8_e4m3|fp8_e5m2|fp8_ds_mla)<(bf16|fp16):)?([1-9][0-9]{0,8})\+([0-9]{1,9})\/([a-z][a-z0-9]{0,15})$/;
 
 const isoDate = z.iso.datetime({ offset: true });
 
-export const LayoutKeySchema = z.string().regex(LAYOUT_KEY_RE, "layout key must look like 1024+128/i64");
+export const LayoutKeySchema = z.string().regex(LAYOUT_KEY_RE, "layout key must look like 1024+128/i64 or fp8_ds_mla<bf16:512+64/i64");
 
 export const LaunchConfigSchema = z.strictObject({
   path: z.enum(PATHS),
@@ -138,17 +140,13 @@ function sameChoice(a: Choice, b: Choice): boolean {
   return a.path === b.path && a.warps === b.warps && a.rowsPerWarp === b.rowsPerWarp && a.us === b.us;
 }
 
-/** `"1024+128/i64"` from its parts. */
-export function layoutKey(nopeBytes: number, ropeBytes: number, locDtype: string): string {
-  const key = `${nopeBytes}+${ropeBytes}/${locDtype}`;
-  if (!LAYOUT_KEY_RE.test(key)) throw new RangeError(`not a valid layout key: ${JSON.stringify(key)}`);
-  return key;
-}
-
-export function parseLayoutKey(key: string): { nopeBytes: number; ropeBytes: number; locDtype: string } | null {
+/** The parts of a stored layout key; null when `key` is not one. */
+export function parseLayoutKey(
+  key: string,
+): { format: string | null; sourceDtype: string | null; nope: number; rope: number; locDtype: string } | null {
   const m = LAYOUT_KEY_RE.exec(key);
   if (!m) return null;
-  return { nopeBytes: Number(m[1]), ropeBytes: Number(m[2]), locDtype: m[3]! };
+  return { format: m[1] ?? null, sourceDtype: m[2] ?? null, nope: Number(m[3]), rope: Number(m[4]), locDtype: m[5]! };
 }
 
 /** The bucket index that serves n rows: b such that n is in (2^(b-1), 2^b]. */

@@ -8,10 +8,13 @@ import { dtypeBytes, type DType } from "../src/dtypes.ts";
 import { check, native } from "../ffi/native.ts";
 
 export interface ScratchLayout {
+  /** The sources' dtype (and the cache's, unless cacheRowBytes is given). */
   dtype: DType;
   nopeElems: number;
   ropeElems: number;
   locBytes: 4 | 8;
+  /** The cache's rows when they hold another format than the sources (a quantizing write). */
+  cache?: { dtype: DType; width: number };
 }
 
 export interface Scratch {
@@ -61,7 +64,8 @@ export function allocScratch(layout: ScratchLayout, options: { device?: number; 
   try {
     const caches: DeviceTensor[] = [], nope: DeviceTensor[] = [], rope: DeviceTensor[] = [], loc: DeviceTensor[] = [];
     for (let l = 0; l < layers; ++l) {
-      caches.push(track(allocTensor(layout.dtype, [capacity, width], { device })));
+      const cache = layout.cache ?? { dtype: layout.dtype, width };
+      caches.push(track(allocTensor(cache.dtype, [capacity, cache.width], { device })));
       // A layout may have no rope part (or no nope part); a zero-width allocation cannot exist, so
       // such a part gets one column that views narrow away.
       nope.push(track(allocTensor(layout.dtype, [maxN, Math.max(1, layout.nopeElems)], { device })));

@@ -151,7 +151,10 @@ describe("bad flags", () => {
     ["bf16", /is not dtype:nope\+rope, e\.g\. bf16:512\+64/],
     ["bf16:512", /is not dtype:nope\+rope/],
     ["bf16:512-64", /is not dtype:nope\+rope/],
-    ["bf16:512+64:1", /is not dtype:nope\+rope/],
+    ["bf16:512+64:1", /format 1 is not one of fp8_e4m3, fp8_e5m2, fp8_ds_mla/],
+    ["u8:512+64:fp8_e4m3", /a fp8_e4m3 write quantizes bf16 or fp16 sources, not u8/],
+    ["bf16:512+63:fp8_e4m3", /the rope part must be a multiple of 2 elements up to 128, got 63/],
+    ["bf16:512+128:fp8_ds_mla", /fp8_ds_mla rows are 512\+64/],
     ["", /is not dtype:nope\+rope/],
     ["f32:512+64", /dtype f32 is not one of bf16, fp16, u8, fp8_e4m3, fp8_e5m2/],
     ["bf16:0+64", /the nope part needs at least one element/],
@@ -257,8 +260,11 @@ describe("a tune", () => {
   it("tunes the default layouts, both loc dtypes, once per distinct row size", () => {
     const f = fake();
     expect(f.run()).toBe(0);
-    expect(f.saves.sort()).toEqual(["1024+128/i32", "1024+128/i64", "528+128/i32", "528+128/i64"]);
-    expect(f.measuredFor.length).toBe(4);
+    expect(f.saves.sort()).toEqual([
+      "1024+128/i32", "1024+128/i64", "528+128/i32", "528+128/i64",
+      "fp8_ds_mla<bf16:512+64/i32", "fp8_ds_mla<bf16:512+64/i64", "fp8_e4m3<bf16:512+64/i32", "fp8_e4m3<bf16:512+64/i64",
+    ]);
+    expect(f.measuredFor.length).toBe(8);
     expect(f.stderr.text).toContain("bf16:512+64 and fp16:512+64 have the same bytes per row (1024+128/i32); tuned once for all of them.");
     expect(f.stdout.text).toContain("bf16:512+64 = fp16:512+64, i64 loc");
   });
@@ -313,7 +319,7 @@ describe("a tune", () => {
     expect(f.run("--loc", "i32")).toBe(1);
     expect(f.stderr.text).toContain("autotune: could not save the profile for 1024+128/i32: EROFS: read-only file system\n");
     expect(f.stdout.text).toContain("profile: not saved");
-    expect(f.saves).toEqual(["528+128/i32"]);
+    expect(f.saves).toEqual(["528+128/i32", "fp8_e4m3<bf16:512+64/i32", "fp8_ds_mla<bf16:512+64/i32"]);
   });
 });
 
@@ -366,6 +372,10 @@ describe("--plot", () => {
     const f = fake();
     expect(f.run("--plot", join(dir, "tune.svg"), "--quiet")).toBe(0);
     expect(readdirSync(dir).sort()).toEqual([
+      "tune-bf16-512+64-fp8_ds_mla-i32.svg",
+      "tune-bf16-512+64-fp8_ds_mla-i64.svg",
+      "tune-bf16-512+64-fp8_e4m3-i32.svg",
+      "tune-bf16-512+64-fp8_e4m3-i64.svg",
       "tune-bf16-512+64-i32.svg",
       "tune-bf16-512+64-i64.svg",
       "tune-u8-528+128-i32.svg",
@@ -493,6 +503,6 @@ describe("the command", () => {
     const bad = Bun.spawnSync(["bun", "autotune/cli.ts", "--layout", "bf16:512"], { cwd: REPO });
     expect(bad.exitCode).toBe(2);
     expect(bad.stdout.toString()).toBe("");
-    expect(bad.stderr.toString()).toBe('autotune: --layout "bf16:512" is not dtype:nope+rope, e.g. bf16:512+64; see --help.\n');
+    expect(bad.stderr.toString()).toBe('autotune: --layout "bf16:512" is not dtype:nope+rope, e.g. bf16:512+64 (or bf16:512+64:fp8_ds_mla); see --help.\n');
   });
 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "bun:test";
 import {
+  LayoutKeySchema,
   LayoutProfileSchema,
   ProfileSchema,
   SCHEMA_VERSION,
@@ -8,12 +9,12 @@ import {
   computeCrossoverN,
   identityKey,
   identityMismatch,
-  layoutKey,
   makeProfile,
   parseLayoutKey,
   type GpuIdentity,
   type Profile,
 } from "../../autotune/profile.ts";
+import { layoutKey } from "../../src/dispatch.ts";
 import { fakeLayoutProfile, h100 } from "./fixtures/fake.ts";
 
 function profile(): Profile {
@@ -127,11 +128,20 @@ describe("profile schema", () => {
 });
 
 describe("layout keys and buckets", () => {
-  it("builds and parses layout keys", () => {
-    expect(layoutKey(1024, 128, "i64")).toBe("1024+128/i64");
-    expect(parseLayoutKey("656+0/i32")).toEqual({ nopeBytes: 656, ropeBytes: 0, locDtype: "i32" });
+  it("parses the layout keys dispatch builds, for copies and quantizing writes", () => {
+    for (const input of [
+      { nopeBytes: 1024, ropeBytes: 128, locBytes: 8 },
+      { nopeBytes: 656, ropeBytes: 0, locBytes: 4 },
+      { nopeBytes: 1024, ropeBytes: 128, locBytes: 8, format: "fp8_ds_mla", sourceDtype: "bf16" },
+      { nopeBytes: 1024, ropeBytes: 128, locBytes: 4, format: "fp8_e5m2", sourceDtype: "fp16" },
+    ] as const) {
+      expect(LayoutKeySchema.safeParse(layoutKey(input)).success).toBe(true);
+    }
+    expect(parseLayoutKey("656+0/i32")).toEqual({ format: null, sourceDtype: null, nope: 656, rope: 0, locDtype: "i32" });
+    expect(parseLayoutKey("fp8_ds_mla<bf16:512+64/i64")).toEqual({ format: "fp8_ds_mla", sourceDtype: "bf16", nope: 512, rope: 64, locDtype: "i64" });
     expect(parseLayoutKey("1024/128/i64")).toBeNull();
-    expect(() => layoutKey(0, 128, "i64")).toThrow(RangeError);
+    expect(parseLayoutKey("0+128/i64")).toBeNull();
+    expect(parseLayoutKey("fp8_e4m3<u8:512+64/i64")).toBeNull();
   });
 
   it("maps n to the bucket whose range (2^(b-1), 2^b] holds it", () => {
