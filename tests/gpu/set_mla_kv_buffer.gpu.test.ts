@@ -11,6 +11,7 @@ import {
   fromHost,
   MlaKvError,
   setMlaKvBuffer,
+  setWriteDefaults,
   Stream,
   supportsPath,
   type DeviceTensor,
@@ -252,6 +253,35 @@ describe.skipIf(!gpu.ok)(gpuSuiteName("setMlaKvBuffer"), () => {
           referenceWrite({ cache: want, cacheRowStride: c.rowBytes, capacity: c.capacity, loc: slots, nope, nopeRowStride: 1024, nopeBytes: 1024, rope, ropeRowStride: 128, ropeBytes: 128 });
           expect(firstDifference(downloadBytes(c.cache), want, c.rowBytes)).toBeNull();
           checkErrors(0); // padding is not an error
+        } finally {
+          c.free();
+        }
+      });
+
+      it(`skips the reserved slot, per call and by default, keeping its contents, on the ${path} path`, () => {
+        const rng = new Rng(SEED + 5);
+        const n = 300;
+        const c = makeCase({ dtype: "bf16", nope: 512, rope: 64 }, "i64", n, rng);
+        try {
+          const slots = Array.from(c.loc.download() as BigInt64Array, Number);
+          const reserved = slots[10]!; // a slot rows really name: row 10, and padded rows below
+          for (let i = 0; i < n; i += 7) slots[i] = reserved;
+          using padded = locTensor("i64", slots);
+          const want = new Uint8Array(c.capacity * c.rowBytes).fill(POISON);
+          referenceWrite({ cache: want, cacheRowStride: c.rowBytes, capacity: c.capacity, loc: slots.map((s) => (s === reserved ? -1 : s)),
+            nope: downloadBytes(c.kNope), nopeRowStride: 1024, nopeBytes: 1024, rope: downloadBytes(c.kRope), ropeRowStride: 128, ropeBytes: 128 });
+          poison(c.cache, c.capacity * c.rowBytes);
+          setMlaKvBuffer(c.cache, padded, c.kNope, c.kRope, { path, warps: 4, rowsPerWarp: 4, reservedSlot: reserved });
+          expect(firstDifference(downloadBytes(c.cache), want, c.rowBytes)).toBeNull();
+          const previous = setWriteDefaults({ reservedSlot: reserved });
+          try {
+            poison(c.cache, c.capacity * c.rowBytes);
+            setMlaKvBuffer(c.cache, padded, c.kNope, c.kRope, { path, warps: 8, rowsPerWarp: 1 });
+            expect(firstDifference(downloadBytes(c.cache), want, c.rowBytes)).toBeNull();
+          } finally {
+            setWriteDefaults(previous);
+          }
+          checkErrors(0); // a reserved slot is not an error
         } finally {
           c.free();
         }
