@@ -4,9 +4,13 @@
  * one run, timed the way an engine runs them (8 layers per CUDA graph, replayed, CUDA events,
  * best of 5), then the host-side cost of the TypeScript layer against a C loop of the same call.
  *
- *   bun run bench [--layout bf16|u8] [--quick] [--out DIR]
+ *   bun run bench [--layout bf16|u8] [--part core|fp8|pdl|reserved] [--quick] [--out DIR]
  *
- * Writes bench/results/<gpu>.json and one SVG per layout; prints the table and the targets.
+ * Parts (all by default): core, the paths against the floors, the baseline, the host loop and the
+ * tuner; fp8, quantize-on-write against the unfused sequence; pdl, a producer kernel then the
+ * write; reserved, the cost of a reserved slot (bench/fused.ts).
+ *
+ * Writes bench/results/<gpu>.json and one SVG per layout; prints the tables and the targets.
  */
 import { Bench } from "tinybench";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -22,6 +26,7 @@ import { renderLinePlot } from "../src/svg_plot.ts";
 import { createMeasurer } from "../autotune/measure.ts";
 import { tuneLayoutWithStats } from "../autotune/search.ts";
 import { openBenchLibrary } from "./bench_library.ts";
+import { measureFp8, measurePdl, measureReservedSlot, type Fp8Row, type PdlRow, type ReservedSlotRow } from "./fused.ts";
 
 const LAYERS = 8;
 const NS = [1, 8, 32, 128, 512, 768, 1024, 2048, 4096, 8192, 16384, 32768];
@@ -30,6 +35,11 @@ const LAYOUTS = {
   u8: { name: "u8 528+128", dtype: "u8" as DType, nopeElems: 528, ropeElems: 128, elemBytes: 1 },
 };
 type LayoutName = keyof typeof LAYOUTS;
+const PARTS = ["core", "fp8", "pdl", "reserved"] as const;
+type Part = (typeof PARTS)[number];
+const FUSED_NS = [1, 32, 128, 1024, 4096, 16384, 32768];
+const PDL_NS = [1, 8, 128, 1024, 4096, 16384];
+const RESERVED_NS = [128, 16384];
 
 interface Row {
   n: number;
@@ -51,6 +61,7 @@ function main(): number {
   const { values } = parseArgs({
     options: {
       layout: { type: "string", multiple: true },
+      part: { type: "string", multiple: true },
       quick: { type: "boolean", default: false },
       out: { type: "string", default: join(PACKAGE_ROOT, "bench", "results") },
       help: { type: "boolean", default: false },
@@ -58,9 +69,11 @@ function main(): number {
     strict: true,
   });
   if (values.help) {
-    console.log("usage: bun run bench [--layout bf16|u8]... [--quick] [--out DIR]");
+    console.log("usage: bun run bench [--layout bf16|u8]... [--part core|fp8|pdl|reserved]... [--quick] [--out DIR]");
     return 0;
   }
+  const parts = new Set((values.part ?? [...PARTS]) as Part[]);
+  for (const p of parts) if (!PARTS.includes(p)) throw new Error(`bench: unknown --part ${p} (${PARTS.join(", ")})`);
   const layouts = (values.layout ?? ["bf16", "u8"]) as LayoutName[];
   for (const l of layouts) if (!(l in LAYOUTS)) throw new Error(`bench: unknown --layout ${l} (bf16 or u8)`);
 
@@ -84,7 +97,7 @@ function main(): number {
   const ns = values.quick ? [1, 128, 4096, 16384] : NS;
   const stream = Stream.create(0);
   const results: Record<string, Row[]> = {};
-  for (const name of layouts) {
+  for (const name of parts.has("core") ? layouts : []) {
     const L = LAYOUTS[name];
     const rowBytes = (L.nopeElems + L.ropeElems) * L.elemBytes;
     const maxN = ns[ns.length - 1]!;
@@ -105,9 +118,15 @@ function main(): number {
     }
   }
 
-  const host = measureHost(stream);
+  const progress = (what: string) => (n: number) => process.stderr.write(`\rbench: ${what} n=${n}        `);
+  const pick = (all: number[]) => (values.quick ? all.filter((n) => n === 128 || n === 16384) : all);
+  const fp8 = parts.has("fp8") ? measureFp8(stream, pick(FUSED_NS), progress("fp8")) : null;
+  const pdl = parts.has("pdl") ? measurePdl(stream, ref, pick(PDL_NS), progress("pdl")) : null;
+  const reserved = parts.has("reserved") ? measureReservedSlot(stream, RESERVED_NS, progress("reservedSlot")) : null;
+  if (fp8 || pdl || reserved) process.stderr.write("\n");
+  const host = parts.has("core") ? measureHost(stream) : null;
   stream.destroy();
-  const tuner = measureTuner(tmaOk);
+  const tuner = parts.has("core") ? measureTuner(tmaOk) : null;
 
   const report = {
     gpu: info.name,
@@ -121,15 +140,23 @@ function main(): number {
     layouts: results,
     host,
     tuner,
+    fp8,
+    pdl,
+    reserved,
   };
   mkdirSync(values.out!, { recursive: true });
   const stem = join(values.out!, info.name.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, ""));
-  writeFileSync(`${stem}.json`, JSON.stringify(report, null, 2) + "\n");
+  // A partial run goes to its own file, so it never replaces a full run's results.
+  const suffix = parts.size === PARTS.length ? "" : `-${[...parts].join("-")}`;
+  writeFileSync(`${stem}${suffix}.json`, JSON.stringify(report, null, 2) + "\n");
   for (const [layout, rows] of Object.entries(results)) {
     writeFileSync(`${stem}-${layout.split(" ")[0]}.svg`, plot(`${info.name}: ${layout}, µs per call (8-layer graph)`, rows));
   }
   printReport(info.name, report.layouts, host, tuner);
-  console.log(`bench: wrote ${stem}.json and ${Object.keys(results).length} SVG plot(s)`);
+  if (fp8) printFp8(fp8);
+  if (pdl) printPdl(pdl);
+  if (reserved) printReserved(reserved);
+  console.log(`bench: wrote ${stem}${suffix}.json and ${Object.keys(results).length} SVG plot(s)`);
   return 0;
 }
 
@@ -201,7 +228,7 @@ function measureHost(stream: Stream) {
   }, drain);
   bench.add("bare bun:ffi call", () => {
     for (let i = 0; i < BATCH; ++i) {
-      lib.mla_kv_set_kv_buffer(0, stream.handle, cache.ptr, 1 << 16, 1152, loc.ptr, 8, 1, kNope.ptr, 1024, 1024, kRope.ptr, 128, 128, 1, 4, 1, 0);
+      lib.mla_kv_set_kv_buffer(0, stream.handle, cache.ptr, 1 << 16, 1152, loc.ptr, 8, 1, kNope.ptr, 1024, 1024, kRope.ptr, 128, 128, -1, 1, 4, 1, 0);
     }
   }, drain);
   bench.runSync();
@@ -275,8 +302,40 @@ function plot(title: string, rows: Row[]): string {
   return renderLinePlot({ title, xLabel: "rows per call (n)", yLabel: "µs per call", logX: true, logY: true, series });
 }
 
-function printReport(gpuName: string, layouts: Record<string, Row[]>, host: ReturnType<typeof measureHost>, tuner: ReturnType<typeof measureTuner>): void {
-  const f = (x: number | null, d = 2) => (x == null ? "-" : x.toFixed(d));
+const f = (x: number | null, d = 2) => (x == null ? "-" : x.toFixed(d));
+const table = (header: string[], rows: string[][]) => {
+  console.log(header.map((h) => h.padStart(11)).join(" "));
+  for (const r of rows) console.log(r.map((c) => c.padStart(11)).join(" "));
+};
+
+function printFp8(rows: Fp8Row[]): void {
+  console.log("\nquantize-on-write, bf16 sources 512+64 (µs per call; unfused = quantize into a contiguous buffer, then scatter, same graph)");
+  table(
+    ["n", "bf16 write", "e4m3 fused", "e4m3 unfus", "x unfused", "/ bf16", "ds fused", "ds unfused", "x unfused", "/ bf16"],
+    rows.map((r) => [
+      String(r.n), f(r.bf16), f(r.flatFused), f(r.flatUnfused), f(r.flatUnfused / r.flatFused), f(r.flatFused / r.bf16, 3),
+      f(r.dsMlaFused), f(r.dsMlaUnfused), f(r.dsMlaUnfused / r.dsMlaFused), f(r.dsMlaFused / r.bf16, 3),
+    ]),
+  );
+}
+
+function printPdl(rows: PdlRow[]): void {
+  console.log("\nproducer kernel, then the bf16 write, per layer (µs per layer; the write's share = pair - producer)");
+  table(
+    ["n", "producer", "+ write", "+ write PDL", "saving", "share", "share PDL"],
+    rows.map((r) => [
+      String(r.n), f(r.producer), f(r.producerThenWrite), f(r.producerThenWritePdl), f(r.producerThenWrite - r.producerThenWritePdl),
+      f(r.producerThenWrite - r.producer), f(r.producerThenWritePdl - r.producer),
+    ]),
+  );
+}
+
+function printReserved(rows: ReservedSlotRow[]): void {
+  console.log("\nreservedSlot (bf16 write, µs per call, best of 6 side by side)");
+  table(["n", "without", "with", "with/without"], rows.map((r) => [String(r.n), f(r.without), f(r.with), f(r.with / r.without, 3)]));
+}
+
+function printReport(gpuName: string, layouts: Record<string, Row[]>, host: ReturnType<typeof measureHost> | null, tuner: ReturnType<typeof measureTuner> | null): void {
   for (const [name, rows] of Object.entries(layouts)) {
     const rowBytes = name.startsWith("bf16") ? 1152 : 656;
     console.log(`\n${name} (µs per call; GB/s counts bytes read + written)`);
@@ -291,6 +350,7 @@ function printReport(gpuName: string, layouts: Record<string, Row[]>, host: Retu
       ].join(" "));
     }
   }
+  if (host === null || tuner === null) return;
   console.log(`\nhost, µs per call issued (n = 1, batches of 256, queue never full): setMlaKvBuffer ${f(host.tsUsPerCall, 3)}, bare bun:ffi call ${f(host.ffiUsPerCall, 3)}, C loop ${f(host.cUsPerCall, 3)}; overhead ${f(host.overhead, 2)}x (TypeScript layer ${f(host.tsUsPerCall - host.ffiUsPerCall, 3)} µs, bun:ffi crossing ${f(host.ffiUsPerCall - host.cUsPerCall, 3)} µs)`);
   console.log(`\ntuner (${tuner.layout}): search ${f(tuner.searchMs / 1000, 2)} s / ${tuner.searchMeasurements} timings, exhaustive ${f(tuner.exhaustiveMs / 1000, 2)} s / ${tuner.exhaustiveMeasurements} timings; chosen configs re-timed side by side:`);
   for (const r of tuner.rows) {

@@ -1,11 +1,13 @@
 // bench_kernels.cu — libmla_kv_bench.so: the reference kernels `bun run bench` times beside the
-// product (the baseline design and the empty-kernel launch floor), behind the same status
-// convention as the main library. Not part of the shipped package.
+// product (the baseline design, the empty-kernel launch floor, and a producer kernel to put in
+// front of the write), behind the same status convention as the main library. Not part of the
+// shipped package.
 #include <cstdint>
 #include <cstdio>
 #include <string>
 
 #include "baseline.cuh"
+#include "producer.cuh"
 
 namespace {
 thread_local std::string t_last_error;
@@ -35,6 +37,23 @@ __attribute__((visibility("default"))) int32_t mla_kv_bench_baseline(void* strea
                                                   nope, nope_row_stride, nope_bytes, rope, rope_row_stride, rope_bytes,
                                                   static_cast<cudaStream_t>(stream)),
                 "launch of BaselineSetKvBufferKernel");
+}
+
+// A producer: the kernel before the write in a layer, which finishes kNope [n, 512] and
+// kRope [n, 64] (bf16, contiguous) from x [n, 576]. Here it copies through registers, one thread per
+// 16 bytes; like a PDL-aware kernel it lets the next grid launch once its loads are issued.
+__attribute__((visibility("default"))) int32_t mla_kv_bench_producer(void* stream, const void* x, void* nope, void* rope,
+                                                                     int64_t n) {
+  if (n < 0 || !x || !nope || !rope) {
+    t_last_error = "mla_kv_bench_producer: bad argument";
+    return 1;
+  }
+  if (n == 0) return 0;
+  const int64_t vectors = n * mla_kv_bench::kProducerRowVectors;
+  const unsigned blocks = static_cast<unsigned>((vectors + 255) / 256);
+  mla_kv_bench::ProducerKernel<<<blocks, 256, 0, static_cast<cudaStream_t>(stream)>>>(
+      static_cast<const uint4*>(x), static_cast<uint4*>(nope), static_cast<uint4*>(rope), n);
+  return Status(cudaGetLastError(), "launch of ProducerKernel");
 }
 
 // The launch floor: one empty kernel of one warp.

@@ -1,6 +1,7 @@
 /**
  * The benchmark's reference kernels (build/libmla_kv_bench.so, built by `bun run build --bench`):
- * the baseline design and the empty-kernel launch floor. Bun-only, like the benchmark.
+ * the baseline design, the empty-kernel launch floor and a producer kernel. Bun-only, like the
+ * benchmark.
  */
 import { dlopen, FFIType, type Pointer } from "bun:ffi";
 import { existsSync } from "node:fs";
@@ -16,6 +17,7 @@ export function openBenchLibrary() {
   const { symbols } = dlopen(path, {
     mla_kv_bench_last_error: { args: [], returns: FFIType.cstring },
     mla_kv_bench_empty: { args: [FFIType.ptr], returns: FFIType.i32 },
+    mla_kv_bench_producer: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.i64], returns: FFIType.i32 },
     mla_kv_bench_baseline: {
       args: [FFIType.ptr, FFIType.i32, FFIType.ptr, FFIType.i64, FFIType.ptr, FFIType.i64, FFIType.ptr, FFIType.i64,
         FFIType.i64, FFIType.ptr, FFIType.i64, FFIType.i64],
@@ -28,6 +30,10 @@ export function openBenchLibrary() {
     if (status !== 0) throw new Error(`${what}: ${symbols.mla_kv_bench_last_error()}`);
   };
   return {
+    /** x [n, 576] bf16 → kNope [n, 512], kRope [n, 64] (contiguous), PDL-aware. */
+    producer(stream: number, x: number, nope: number, rope: number, n: number): void {
+      check(symbols.mla_kv_bench_producer(asPtr(stream), asPtr(x), asPtr(nope), asPtr(rope), n), "mla_kv_bench_producer");
+    },
     empty(stream: number): void {
       check(symbols.mla_kv_bench_empty(asPtr(stream)), "mla_kv_bench_empty");
     },
