@@ -575,6 +575,7 @@ int32_t mla_kv_set_kv_buffer_quantized(int32_t device, void* stream, int32_t for
     p.rope_elems = rope_elems;
     p.n = n;
     p.reserved_slot = reserved_slot;
+    p.loc_is_64 = loc_elem_bytes == 8;
     p.scale = ds_mla ? 1.0f : scale;
     // A power-of-two scale (1 is the common one) divides exactly as a multiplication by its
     // reciprocal, which is exact too as long as it is a normal number.
@@ -603,8 +604,8 @@ int32_t mla_kv_set_kv_buffer_quantized(int32_t device, void* stream, int32_t for
       if (tma_status != MLA_KV_OK) return tma_status;
     }
     const bool tma = path == MLA_KV_PATH_TMA;
-    cudaError_t e = SetKvBufferQuantized(p, fp8, source_dtype == MLA_KV_SOURCE_FP16, loc_elem_bytes, tma, warps_per_block,
-                                         rows_per_warp, pdl, AsStream(stream));
+    cudaError_t e = SetKvBufferQuantized(p, fp8, source_dtype == MLA_KV_SOURCE_FP16, tma, warps_per_block, rows_per_warp,
+                                         pdl, AsStream(stream));
     if (e != cudaSuccess) return FailCuda(e, tma ? "launch of QuantizeTmaKernel" : "launch of QuantizeVectorKernel");
     return MLA_KV_OK;
   });

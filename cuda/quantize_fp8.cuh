@@ -59,6 +59,7 @@ struct QuantizeParams {
   float scale;               // flat: the per-tensor scale (finite, > 0); ds_mla: unused
   float reciprocal;          // 1 / scale, exact when scale_is_power_of_two
   int32_t scale_is_power_of_two;
+  int32_t loc_is_64;         // 1 for int64 loc, 0 for int32 (a runtime choice: one load a row)
   int32_t sources_vec16;     // 1 when source addresses and strides allow 16-byte loads
   int32_t cache_vec;         // 1 when the cache address and row stride are multiples of 16
 };
@@ -350,7 +351,13 @@ struct DsMlaCodec {
  * \brief Quantizing write, vector path: ROWS consecutive rows a warp, all their loads issued
  *        before the first conversion, converted bytes stored straight into the cache.
  */
-template <typename Codec, int ROWS, typename LocT>
+// loc is int32 or int64 by a runtime flag rather than a template: one load a row does not need its
+// own copy of these (large) kernels.
+__device__ __forceinline__ int64_t load_any_loc(const QuantizeParams& p, int64_t i) {
+  return p.loc_is_64 ? load_loc<int64_t>(p.loc, i) : load_loc<int32_t>(p.loc, i);
+}
+
+template <typename Codec, int ROWS>
 __global__ void __launch_bounds__(kMaxThreadsPerBlock) QuantizeVectorKernel(const QuantizeParams p) {
   const int lane = threadIdx.x & 31;
   const int warps_per_block = blockDim.x >> 5;
@@ -364,7 +371,7 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) QuantizeVectorKernel(cons
     typename Codec::Row row[ROWS];
 #pragma unroll
     for (int r = 0; r < ROWS; ++r) {
-      slot[r] = first + r < p.n ? load_loc<LocT>(p.loc, first + r) : -1;
+      slot[r] = first + r < p.n ? load_any_loc(p, first + r) : -1;
       if (first + r < p.n) Codec::load(p, first + r, lane, row[r]);
     }
 #pragma unroll
@@ -383,7 +390,7 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) QuantizeVectorKernel(cons
  * Requires (checked on the host): the cache address and row stride multiples of 16, the row size
  * a multiple of 16, and TmaSharedBytes(warps, row bytes) of dynamic shared memory.
  */
-template <typename Codec, int ROWS, typename LocT>
+template <typename Codec, int ROWS>
 __global__ void __launch_bounds__(kMaxThreadsPerBlock) QuantizeTmaKernel(const QuantizeParams p) {
 #ifdef MLA_KV_HAS_BULK_COPY
   extern __shared__ __align__(128) uint8_t smem[];
@@ -403,7 +410,7 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) QuantizeTmaKernel(const Q
     typename Codec::Row row[ROWS];
 #pragma unroll
     for (int r = 0; r < ROWS; ++r) {
-      slot[r] = first + r < p.n ? load_loc<LocT>(p.loc, first + r) : -1;
+      slot[r] = first + r < p.n ? load_any_loc(p, first + r) : -1;
       if (first + r < p.n) Codec::load(p, first + r, lane, row[r]);
     }
 #pragma unroll
@@ -428,45 +435,38 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) QuantizeTmaKernel(const Q
 
 // ---- launch table ---------------------------------------------------------------------------------
 
-template <typename Codec, int ROWS, typename LocT>
+template <typename Codec, int ROWS>
 cudaError_t LaunchQuantize(const QuantizeParams& p, bool tma, int warps, bool pdl, cudaStream_t stream) {
   const int64_t rows_per_block = static_cast<int64_t>(warps) * ROWS;
   const int64_t blocks = (p.n + rows_per_block - 1) / rows_per_block;
   const unsigned grid = static_cast<unsigned>(blocks < 0x7fffffff ? blocks : 0x7fffffff);
-  if (!tma) return LaunchWrite(QuantizeVectorKernel<Codec, ROWS, LocT>, grid, warps * 32, 0, stream, pdl, p);
+  if (!tma) return LaunchWrite(QuantizeVectorKernel<Codec, ROWS>, grid, warps * 32, 0, stream, pdl, p);
   const int64_t shared_bytes = TmaSharedBytes(warps, Codec::RowBytes(p.nope_elems, p.rope_elems));
   if (shared_bytes > 48 * 1024) {
-    cudaError_t e = cudaFuncSetAttribute(QuantizeTmaKernel<Codec, ROWS, LocT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    cudaError_t e = cudaFuncSetAttribute(QuantizeTmaKernel<Codec, ROWS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          static_cast<int>(shared_bytes));
     if (e != cudaSuccess) return e;
   }
-  return LaunchWrite(QuantizeTmaKernel<Codec, ROWS, LocT>, grid, warps * 32, static_cast<size_t>(shared_bytes), stream, pdl, p);
+  return LaunchWrite(QuantizeTmaKernel<Codec, ROWS>, grid, warps * 32, static_cast<size_t>(shared_bytes), stream, pdl, p);
 }
 
-template <typename Codec, typename LocT>
+template <typename Codec>
 cudaError_t LaunchQuantizeRows(const QuantizeParams& p, bool tma, int warps, int rows, bool pdl, cudaStream_t stream) {
   switch (rows) {
-    case 1: return LaunchQuantize<Codec, 1, LocT>(p, tma, warps, pdl, stream);
-    case 2: return LaunchQuantize<Codec, 2, LocT>(p, tma, warps, pdl, stream);
-    case 4: return LaunchQuantize<Codec, 4, LocT>(p, tma, warps, pdl, stream);
+    case 1: return LaunchQuantize<Codec, 1>(p, tma, warps, pdl, stream);
+    case 2: return LaunchQuantize<Codec, 2>(p, tma, warps, pdl, stream);
+    case 4: return LaunchQuantize<Codec, 4>(p, tma, warps, pdl, stream);
     default: return cudaErrorInvalidValue;
   }
 }
 
-template <typename Codec>
-cudaError_t LaunchQuantizeLoc(const QuantizeParams& p, int loc_bytes, bool tma, int warps, int rows, bool pdl,
-                              cudaStream_t stream) {
-  return loc_bytes == 8 ? LaunchQuantizeRows<Codec, int64_t>(p, tma, warps, rows, pdl, stream)
-                        : LaunchQuantizeRows<Codec, int32_t>(p, tma, warps, rows, pdl, stream);
-}
-
 template <typename Src>
-cudaError_t LaunchQuantizeFormat(const QuantizeParams& p, Fp8Format format, int loc_bytes, bool tma, int warps, int rows,
-                                 bool pdl, cudaStream_t stream) {
+cudaError_t LaunchQuantizeFormat(const QuantizeParams& p, Fp8Format format, bool tma, int warps, int rows, bool pdl,
+                                 cudaStream_t stream) {
   switch (format) {
-    case Fp8Format::kFlatE4m3: return LaunchQuantizeLoc<FlatCodec<Src, Fp8Format::kFlatE4m3>>(p, loc_bytes, tma, warps, rows, pdl, stream);
-    case Fp8Format::kFlatE5m2: return LaunchQuantizeLoc<FlatCodec<Src, Fp8Format::kFlatE5m2>>(p, loc_bytes, tma, warps, rows, pdl, stream);
-    case Fp8Format::kDsMla: return LaunchQuantizeLoc<DsMlaCodec<Src>>(p, loc_bytes, tma, warps, rows, pdl, stream);
+    case Fp8Format::kFlatE4m3: return LaunchQuantizeRows<FlatCodec<Src, Fp8Format::kFlatE4m3>>(p, tma, warps, rows, pdl, stream);
+    case Fp8Format::kFlatE5m2: return LaunchQuantizeRows<FlatCodec<Src, Fp8Format::kFlatE5m2>>(p, tma, warps, rows, pdl, stream);
+    case Fp8Format::kDsMla: return LaunchQuantizeRows<DsMlaCodec<Src>>(p, tma, warps, rows, pdl, stream);
   }
   return cudaErrorInvalidValue;
 }
@@ -476,10 +476,10 @@ cudaError_t LaunchQuantizeFormat(const QuantizeParams& p, Fp8Format format, int 
  *        validated by the caller (capi.cu).
  * \param fp16_sources  false for bf16 sources, true for fp16
  */
-inline cudaError_t SetKvBufferQuantized(const QuantizeParams& p, Fp8Format format, bool fp16_sources, int loc_bytes,
-                                        bool tma, int warps, int rows, bool pdl, cudaStream_t stream) {
-  return fp16_sources ? LaunchQuantizeFormat<Fp16Source>(p, format, loc_bytes, tma, warps, rows, pdl, stream)
-                      : LaunchQuantizeFormat<Bf16Source>(p, format, loc_bytes, tma, warps, rows, pdl, stream);
+inline cudaError_t SetKvBufferQuantized(const QuantizeParams& p, Fp8Format format, bool fp16_sources, bool tma, int warps,
+                                        int rows, bool pdl, cudaStream_t stream) {
+  return fp16_sources ? LaunchQuantizeFormat<Fp16Source>(p, format, tma, warps, rows, pdl, stream)
+                      : LaunchQuantizeFormat<Bf16Source>(p, format, tma, warps, rows, pdl, stream);
 }
 
 /*! \brief Bytes of one cache row of `format` (flat: one per element; ds_mla: 656). */

@@ -57,6 +57,9 @@ function main(): number {
     "-Xcompiler=-fPIC,-fvisibility=hidden",
     "--cudart=static",
     "--threads=0",
+    // The fatbinary is compressed for size: the quantizing kernels are many and long, and the
+    // driver decompresses the one image it loads once, at module load.
+    "--compress-mode=size",
     "-Xptxas=-warn-spills",
     `-DMLA_KV_BUILD_ID="${buildId}"`,
     ...gencodeFlags(archs, ptx),

@@ -1,11 +1,15 @@
 #!/usr/bin/env bun
 /**
  * The writes `bun run sanitize` runs under each compute-sanitizer tool: both paths, small and large
- * n, int32 and int64 loc, PDL on and off, padding and out-of-range loc, a strided source and a
- * graph replay. Each is checked byte for byte too (a clean sanitizer run of a wrong write proves
- * nothing). Prints one line: how many writes ran and whether every byte was right.
+ * n, int32 and int64 loc, PDL on and off, padding, the reserved slot and out-of-range loc, a
+ * strided source, a graph replay, and the quantizing writes (flat fp8 and ds_mla, whose TMA path
+ * stages converted rows in shared memory). Each is checked byte for byte too (a clean sanitizer
+ * run of a wrong write proves nothing): copies against the plain copy, quantizing writes against
+ * the host reference of the conversion. Prints one line: how many writes ran and whether every
+ * byte was right.
  */
 import { allocTensor, checkErrors, fromHost, MlaKvError, setMlaKvBuffer, Stream, supportsPath, type Path } from "../mod.ts";
+import { quantizeDsMlaRow, quantizeFlatRow } from "../tests/helpers/fp8_reference.ts";
 
 const stream = Stream.create(0);
 const paths: Path[] = supportsPath(0, "tma") ? ["vector", "tma"] : ["vector"];
@@ -62,6 +66,33 @@ for (const path of paths) one(200, "i64", path, true, "out-of-range", false);
   const got = cache.download({ stream });
   if (got[(capacity - 1) * 576] !== 1 || got[(capacity - n) * 576 + 512] !== (((n - 1) * 64) | 3)) ++wrong;
 }
+// Quantizing writes, with padding and a reserved slot: flat e4m3 and ds_mla, from bf16 and fp16.
+for (const path of paths) {
+  for (const [format, source, n] of [["fp8_e4m3", "bf16", 300], ["fp8_ds_mla", "fp16", 300], ["fp8_ds_mla", "bf16", 3000]] as const) {
+    const capacity = n + 50;
+    const rowBytes = format === "fp8_ds_mla" ? 656 : 576;
+    const src = new Uint16Array(n * 576).map((_, i) => ((i * 2654435761) >>> 17) & 0xbfff);
+    const slots = Array.from({ length: n }, (_, i) => (i * 7 + 3) % capacity);
+    slots[1] = -1;
+    slots[2] = 0; // the reserved slot
+    using cache = allocTensor(format === "fp8_ds_mla" ? "u8" : "fp8_e4m3", [capacity, rowBytes]);
+    const want = new Uint8Array(capacity * rowBytes).fill(0x5a);
+    cache.upload(want, { stream });
+    using kv = fromHost(src, source, [n, 576], { stream });
+    using loc = fromHost(Int32Array.from(slots), "i32", [n], { stream });
+    const options = format === "fp8_ds_mla" ? ({ format } as const) : { scale: 0.25 };
+    setMlaKvBuffer(cache, loc, kv.narrow(1, 0, 512), kv.narrow(1, 512, 64), { stream, path, reservedSlot: 0, ...options });
+    ++writes;
+    slots.forEach((s, i) => {
+      if (s <= 0) return;
+      const nope = src.subarray(i * 576, i * 576 + 512), rope = src.subarray(i * 576 + 512, i * 576 + 576);
+      want.set(format === "fp8_ds_mla" ? quantizeDsMlaRow(nope, rope, source) : quantizeFlatRow(nope, rope, source, "e4m3", 0.25), s * rowBytes);
+    });
+    const got = cache.download({ stream }) as Uint8Array;
+    if (got.some((v, i) => v !== want[i])) ++wrong;
+  }
+}
+
 checkErrors(0);
 stream.destroy();
 console.log(`sanitize-cases: ${writes} writes, ${wrong === 0 ? "every byte right" : `${wrong} WRONG`}`);
