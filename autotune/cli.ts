@@ -11,7 +11,7 @@ import { basename, dirname, extname, join } from "node:path";
 import { parseArgs } from "node:util";
 import { cacheDir, profilePath, type Env } from "./cache_dir.ts";
 import { LockTimeoutError, withLock } from "./lock.ts";
-import { ProfileLookup, quietRequested, tuneLockTarget } from "./lookup.ts";
+import { DEFAULT_TUNE_LOCK, ProfileLookup, quietRequested, tuneLockTarget } from "./lookup.ts";
 import { layoutAllowsTma } from "../src/layout.ts";
 // The key dispatch looks profiles up by, so what this command stores is what writes will find.
 import { layoutKey, type LayoutKeyInput } from "../src/dispatch.ts";
@@ -637,7 +637,9 @@ class Progress {
   }
 }
 
-const TUNE_LOCK = { timeoutMs: 10 * 60_000, staleMs: 30 * 60_000 };
+// The command is run by hand and may wait long for a program's tune to finish, but judges a lock
+// stale exactly as first use does, so the two never disagree about who holds it.
+const TUNE_LOCK = { timeoutMs: 10 * 60_000, staleMs: DEFAULT_TUNE_LOCK.staleMs };
 
 /**
  * The store programs read: the user profile file in the cache dir (MLA_KV_CACHE_DIR), with the

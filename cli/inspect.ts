@@ -112,7 +112,7 @@ export function formatInspect(r: InspectReport): string {
       lines.push(`     profile (${p.source}): ${p.path}`);
       for (const [key, l] of Object.entries(p.layouts ?? {})) {
         const crossover = l.crossoverN === null ? "TMA never takes over" : `TMA from n = ${l.crossoverN}`;
-        lines.push(`       ${key.padEnd(14)} tuned ${l.tunedAt} (${l.method}), ${crossover}`);
+        lines.push(`       ${key.padEnd(28)} tuned ${l.tunedAt} (${l.method}), ${crossover}`);
       }
     }
   }
