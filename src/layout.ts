@@ -53,6 +53,9 @@ export interface SetMlaKvBufferPlan {
 /** The formats a caller may ask for: `"fp8"` is the flat fp8 of the cache's own dtype. */
 export type RequestedFormat = "copy" | "fp8" | "fp8_ds_mla";
 
+/** Every {@link RequestedFormat}, for validation. */
+export const REQUESTED_FORMATS: readonly RequestedFormat[] = ["copy", "fp8", "fp8_ds_mla"];
+
 /** Options that constrain a plan. */
 export interface PlanOptions {
   /** When given, every tensor must be on this device. */
@@ -333,11 +336,9 @@ export function planSetMlaKvBuffer(
   return { ...fields, tmaAligned: isTmaAligned(fields) };
 }
 
-const FORMATS: readonly string[] = ["copy", "fp8", "fp8_ds_mla"];
-
 /** The write's format from the dtypes and what was asked for. */
 function writeFormatOf(cacheDtype: DType, sourceDtype: DType, requested: RequestedFormat | undefined): WriteFormat {
-  if (requested !== undefined && !FORMATS.includes(requested)) {
+  if (requested !== undefined && !REQUESTED_FORMATS.includes(requested)) {
     throw invalidArgument("options.format", `expected "copy", "fp8" or "fp8_ds_mla", got ${describeValue(requested)}`);
   }
   const fp8Cache = cacheDtype === "fp8_e4m3" || cacheDtype === "fp8_e5m2";

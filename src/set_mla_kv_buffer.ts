@@ -19,7 +19,7 @@ import { deviceInfo, requireSupportedArchitecture, supportsPath } from "./device
 import { dispatch, ROWS_PER_WARP, WARPS, type LaunchConfig, type Path, type RowsPerWarp, type Warps } from "./dispatch.ts";
 import { tableFor } from "./dispatch_tables.ts";
 import { describeValue, invalidArgument, MlaKvError } from "./errors.ts";
-import { planSetMlaKvBuffer, tmaMisalignments, type PlanOptions, type RequestedFormat, type SetMlaKvBufferPlan } from "./layout.ts";
+import { planSetMlaKvBuffer, REQUESTED_FORMATS, tmaMisalignments, type PlanOptions, type RequestedFormat, type SetMlaKvBufferPlan } from "./layout.ts";
 import { Stream, streamHandleFor } from "./stream.ts";
 import type { DeviceTensor } from "./tensor.ts";
 import { validateDevice } from "./validate.ts";
@@ -98,7 +98,7 @@ const NO_OPTIONS: ReadOptions = Object.freeze({
 });
 const NO_PLAN_OPTIONS: PlanOptions = Object.freeze({});
 const OPTION_NAMES = "stream, path, warps, rowsPerWarp, device, pdl, reservedSlot, format, scale";
-const FORMATS: readonly string[] = ["copy", "fp8", "fp8_ds_mla"];
+
 const PATHS: readonly string[] = ["auto", "vector", "tma"];
 
 // Checked by hand rather than with a schema library: this runs on every decode step, and the
@@ -145,7 +145,7 @@ function readOptions(options: unknown): ReadOptions {
         read.reservedSlot = validateReservedSlot(value, "options.reservedSlot");
         break;
       case "format":
-        if (typeof value !== "string" || !FORMATS.includes(value)) {
+        if (typeof value !== "string" || !(REQUESTED_FORMATS as readonly string[]).includes(value)) {
           throw invalidArgument("options.format", `expected "copy", "fp8" or "fp8_ds_mla", got ${describeValue(value)}`);
         }
         read.format = value as RequestedFormat;
