@@ -4,23 +4,15 @@
  * CUDA graph, CUDA events, best of a few repetitions).
  */
 import { check, native } from "../ffi/native.ts";
-import {
-  MLA_KV_FORMAT_FP8_DS_MLA,
-  MLA_KV_FORMAT_FP8_E4M3,
-  MLA_KV_FORMAT_FP8_E5M2,
-  MLA_KV_PATH_TMA,
-  MLA_KV_PATH_VECTOR,
-  MLA_KV_SOURCE_BF16,
-  MLA_KV_SOURCE_FP16,
-} from "../ffi/symbols.ts";
+import { MLA_KV_FORMAT_CODES, MLA_KV_PATH_CODES, MLA_KV_SOURCE_CODES } from "../ffi/symbols.ts";
 import { Stream } from "../src/stream.ts";
 import type { LaunchConfig, LayoutKeyInput } from "../src/dispatch.ts";
-import { isQuantized, quantizedRowBytes } from "../src/write_format.ts";
+import { layoutRowBytes } from "../src/layout.ts";
+import { isQuantized } from "../src/write_format.ts";
 import { timeGraphPerCall } from "./graph_timer.ts";
 import { allocScratch } from "./scratch.ts";
 import type { MeasureFn } from "./search.ts";
 
-const FORMAT_CODES = { fp8_e4m3: MLA_KV_FORMAT_FP8_E4M3, fp8_e5m2: MLA_KV_FORMAT_FP8_E5M2, fp8_ds_mla: MLA_KV_FORMAT_FP8_DS_MLA } as const;
 
 export interface Measurer {
   measure: MeasureFn;
@@ -41,7 +33,7 @@ export function createMeasurer(device: number, layout: LayoutKeyInput, options: 
   const quantized = isQuantized(layout.format) ? layout.format : null;
   const nopeElems = quantized ? layout.nopeBytes / 2 : layout.nopeBytes;
   const ropeElems = quantized ? layout.ropeBytes / 2 : layout.ropeBytes;
-  const rowBytes = quantized ? quantizedRowBytes(quantized, nopeElems, ropeElems) : layout.nopeBytes + layout.ropeBytes;
+  const rowBytes = layoutRowBytes(layout);
   const sourceDtype = layout.sourceDtype ?? "bf16";
   const scratch = allocScratch(
     { dtype: quantized ? sourceDtype : "u8", nopeElems, ropeElems, locBytes, cache: { dtype: "u8", width: rowBytes } },
@@ -57,15 +49,15 @@ export function createMeasurer(device: number, layout: LayoutKeyInput, options: 
       ++count;
       // The C call directly, not setMlaKvBuffer: the scratch tensors are known-good and
       // contiguous, and dispatch (which may be what is being tuned) must stay out of the way.
-      const path = cfg.path === "tma" ? MLA_KV_PATH_TMA : MLA_KV_PATH_VECTOR;
+      const path = MLA_KV_PATH_CODES[cfg.path];
       const lib = native();
       // A guess from the copy rate sizes the replays so each repetition runs ~100 µs.
       const expectUs = 1.5 + (2 * n * rowBytes) / 2.5e6;
       const write = quantized
         ? (layer: number) =>
-            check(lib.mla_kv_set_kv_buffer_quantized(device, stream.handle, FORMAT_CODES[quantized], scratch.caches[layer]!.ptr,
+            check(lib.mla_kv_set_kv_buffer_quantized(device, stream.handle, MLA_KV_FORMAT_CODES[quantized], scratch.caches[layer]!.ptr,
               scratch.capacity, rowBytes, scratch.loc[layer]!.ptr, locBytes, n,
-              sourceDtype === "fp16" ? MLA_KV_SOURCE_FP16 : MLA_KV_SOURCE_BF16, scratch.nope[layer]!.ptr, layout.nopeBytes,
+              MLA_KV_SOURCE_CODES[sourceDtype], scratch.nope[layer]!.ptr, layout.nopeBytes,
               nopeElems, scratch.rope[layer]!.ptr, layout.ropeBytes, ropeElems, 1, -1, path, cfg.warps, cfg.rowsPerWarp, 0),
               "mla_kv_set_kv_buffer_quantized")
         : (layer: number) =>

@@ -60,6 +60,8 @@ export const MLA_KV_ERR_OUT_OF_RANGE_LOC = 5;
 export const MLA_KV_PATH_AUTO = 0;
 export const MLA_KV_PATH_VECTOR = 1;
 export const MLA_KV_PATH_TMA = 2;
+/** The forced paths' codes by the names the TypeScript API gives them. */
+export const MLA_KV_PATH_CODES = { vector: MLA_KV_PATH_VECTOR, tma: MLA_KV_PATH_TMA } as const;
 
 // ---- flags of mla_kv_set_kv_buffer ------------------------------------------------------------
 export const MLA_KV_FLAG_PDL = 1;
@@ -70,6 +72,13 @@ export const MLA_KV_FORMAT_FP8_E5M2 = 2;
 export const MLA_KV_FORMAT_FP8_DS_MLA = 3;
 export const MLA_KV_SOURCE_BF16 = 1;
 export const MLA_KV_SOURCE_FP16 = 2;
+/** The formats' and source dtypes' codes by the names the TypeScript API gives them. */
+export const MLA_KV_FORMAT_CODES = {
+  fp8_e4m3: MLA_KV_FORMAT_FP8_E4M3,
+  fp8_e5m2: MLA_KV_FORMAT_FP8_E5M2,
+  fp8_ds_mla: MLA_KV_FORMAT_FP8_DS_MLA,
+} as const;
+export const MLA_KV_SOURCE_CODES = { bf16: MLA_KV_SOURCE_BF16, fp16: MLA_KV_SOURCE_FP16 } as const;
 
 // ---- devices (property ids) ---------------------------------------------------------------------
 export const MLA_KV_PROP_CC_MAJOR = 0;

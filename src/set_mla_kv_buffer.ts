@@ -5,16 +5,7 @@
  */
 
 import { check, native } from "../ffi/native.ts";
-import {
-  MLA_KV_FLAG_PDL,
-  MLA_KV_FORMAT_FP8_DS_MLA,
-  MLA_KV_FORMAT_FP8_E4M3,
-  MLA_KV_FORMAT_FP8_E5M2,
-  MLA_KV_PATH_TMA,
-  MLA_KV_PATH_VECTOR,
-  MLA_KV_SOURCE_BF16,
-  MLA_KV_SOURCE_FP16,
-} from "../ffi/symbols.ts";
+import { MLA_KV_FLAG_PDL, MLA_KV_FORMAT_CODES, MLA_KV_PATH_CODES, MLA_KV_SOURCE_CODES } from "../ffi/symbols.ts";
 import { deviceInfo, requireSupportedArchitecture, supportsPath } from "./device.ts";
 import { dispatch, ROWS_PER_WARP, WARPS, type LaunchConfig, type Path, type RowsPerWarp, type Warps } from "./dispatch.ts";
 import { tableFor } from "./dispatch_tables.ts";
@@ -272,20 +263,20 @@ export function setMlaKvBuffer(
   const config = chooseConfig(plan, opts);
   // After every host-side check, so argument errors never depend on which GPU (if any) is there.
   requireSupportedArchitecture(plan.device);
-  const path = config.path === "tma" ? MLA_KV_PATH_TMA : MLA_KV_PATH_VECTOR;
+  const path = MLA_KV_PATH_CODES[config.path];
   const flags = (opts.pdl ?? writeDefaults().pdl) ? MLA_KV_FLAG_PDL : 0;
   if (isQuantized(plan.format)) {
     const status = native().mla_kv_set_kv_buffer_quantized(
       plan.device,
       stream,
-      FORMAT_CODES[plan.format],
+      MLA_KV_FORMAT_CODES[plan.format],
       plan.cachePtr,
       plan.capacity,
       plan.cacheRowStrideBytes,
       plan.locPtr,
       plan.locBytes,
       plan.n,
-      plan.sourceDtype === "fp16" ? MLA_KV_SOURCE_FP16 : MLA_KV_SOURCE_BF16,
+      MLA_KV_SOURCE_CODES[plan.sourceDtype ?? "bf16"],
       plan.nopePtr,
       plan.nopeRowStrideBytes,
       plan.nopeElems,
@@ -325,8 +316,6 @@ export function setMlaKvBuffer(
   );
   check(status, "mla_kv_set_kv_buffer");
 }
-
-const FORMAT_CODES = { fp8_e4m3: MLA_KV_FORMAT_FP8_E4M3, fp8_e5m2: MLA_KV_FORMAT_FP8_E5M2, fp8_ds_mla: MLA_KV_FORMAT_FP8_DS_MLA } as const;
 
 /** The scale the C call gets: the caller's for a flat fp8 write (required), 1 (unused) otherwise. */
 function checkScale(plan: SetMlaKvBufferPlan, scale: number | undefined): number {
