@@ -12,10 +12,10 @@ import { parseArgs } from "node:util";
 import { cacheDir, profilePath, type Env } from "./cache_dir.ts";
 import { LockTimeoutError, withLock } from "./lock.ts";
 import { DEFAULT_TUNE_LOCK, ProfileLookup, quietRequested, tuneLockTarget } from "./lookup.ts";
-import { layoutAllowsTma } from "../src/layout.ts";
+import { layoutAllowsTma, layoutRowBytes } from "../src/layout.ts";
 // The key dispatch looks profiles up by, so what this command stores is what writes will find.
 import { layoutKey, type LayoutKeyInput } from "../src/dispatch.ts";
-import { DS_MLA, flatFp8ShapeProblem, quantizedRowBytes, type QuantizedFormat, type SourceDtype } from "../src/write_format.ts";
+import { DS_MLA, flatFp8ShapeProblem, type QuantizedFormat, type SourceDtype } from "../src/write_format.ts";
 import { dtypeBytes } from "../src/dtypes.ts";
 import {
   identityKey,
@@ -70,13 +70,6 @@ export function layoutInputOf(spec: TuneLayoutSpec): LayoutKeyInput {
     locBytes: spec.locBytes,
     ...(spec.format === undefined ? {} : { format: spec.format, sourceDtype: spec.dtype as SourceDtype }),
   };
-}
-
-/** Bytes one cache row of the spec takes. */
-function cacheRowBytesOf(spec: Omit<TuneLayoutSpec, "locBytes">): number {
-  return spec.format === undefined
-    ? (spec.nopeElems + spec.ropeElems) * dtypeBytes(spec.dtype)
-    : quantizedRowBytes(spec.format, spec.nopeElems, spec.ropeElems);
 }
 
 export interface ProfileStore {
@@ -308,11 +301,12 @@ function layoutJobs(opts: CliOptions): LayoutJob[] {
   const jobs: LayoutJob[] = [];
   for (const locBytes of opts.locs) {
     for (const s of opts.layouts) {
-      const key = layoutKey(layoutInputOf({ ...s, locBytes }));
+      const input = layoutInputOf({ ...s, locBytes });
+      const key = layoutKey(input);
       const name = specName(s);
       const job = jobs.find((j) => j.key === key);
       if (job === undefined) {
-        jobs.push({ key, spec: { ...s, locBytes }, names: [name], rowBytes: cacheRowBytesOf(s) });
+        jobs.push({ key, spec: { ...s, locBytes }, names: [name], rowBytes: layoutRowBytes(input) });
       } else if (!job.names.includes(name)) job.names.push(name);
     }
   }

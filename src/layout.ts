@@ -77,10 +77,18 @@ export const TMA_ALIGNMENT = 16;
  * tuner, which times on aligned scratch buffers, only needs this.
  */
 export function layoutAllowsTma(layout: LayoutKeyInput): boolean {
-  if (isQuantized(layout.format)) {
-    return quantizedRowBytes(layout.format, layout.nopeBytes / 2, layout.ropeBytes / 2) % TMA_ALIGNMENT === 0;
-  }
+  if (isQuantized(layout.format)) return layoutRowBytes(layout) % TMA_ALIGNMENT === 0;
   return layout.nopeBytes % TMA_ALIGNMENT === 0 && layout.ropeBytes % TMA_ALIGNMENT === 0;
+}
+
+/**
+ * Bytes each cache row of a layout receives: a copy's nope and rope bytes, or the quantizing
+ * format's row (its sources are 2-byte bf16/fp16 elements).
+ */
+export function layoutRowBytes(layout: LayoutKeyInput): number {
+  return isQuantized(layout.format)
+    ? quantizedRowBytes(layout.format, layout.nopeBytes / 2, layout.ropeBytes / 2)
+    : layout.nopeBytes + layout.ropeBytes;
 }
 
 const ROW_DTYPE_NAMES = "bf16, fp16, u8, fp8_e4m3 or fp8_e5m2";
