@@ -99,9 +99,11 @@ function fill(t: DeviceTensor, bytes: number, value: number): void {
   check(native().mla_kv_memset(t.device, t.ptr, value, bytes, 0), "mla_kv_memset");
 }
 
-// Non-negative int32 slots as little-endian int64 without a BigInt per element: 65536 BigInt
-// conversions per layer would cost more than the rest of the set-up.
-function widen(slots: Int32Array): BigInt64Array {
+/**
+ * Non-negative int32 slots as little-endian int64 without a BigInt per element: 65536 BigInt
+ * conversions per layer would cost more than the rest of the set-up.
+ */
+export function widen(slots: Int32Array): BigInt64Array {
   const words = new Int32Array(slots.length * 2);
   for (let i = 0; i < slots.length; ++i) words[2 * i] = slots[i]!;
   return new BigInt64Array(words.buffer);

@@ -9,7 +9,7 @@
  * - programmatic dependent launch: a producer kernel followed by the write, with and without PDL.
  */
 import { allocTensor, fromHost, setMlaKvBuffer, type DeviceTensor, type SetMlaKvBufferOptions, type Stream } from "../mod.ts";
-import { allocScratch } from "../autotune/scratch.ts";
+import { allocScratch, widen } from "../autotune/scratch.ts";
 import { timeGraphPerCall } from "../autotune/graph_timer.ts";
 import type { openBenchLibrary } from "./bench_library.ts";
 
@@ -58,10 +58,9 @@ function timer(stream: Stream, n: number, bytesPerRow: number) {
     timeGraphPerCall(stream, LAYERS, launch, { expectUs: 1 + (n * bytesPerRow) / 2.5e6 }).us;
 }
 
+/** loc = 0, 1, ..., n - 1: the unfused sequence's quantize step writes a contiguous buffer. */
 function identityLoc(n: number): DeviceTensor {
-  const words = new Int32Array(2 * n);
-  for (let i = 0; i < n; ++i) words[2 * i] = i;
-  return fromHost(new BigInt64Array(words.buffer), "i64", [n]);
+  return fromHost(widen(Int32Array.from({ length: n }, (_, i) => i)), "i64", [n]);
 }
 
 /** Fused fp8 writes against the unfused sequences and the bf16 write. */

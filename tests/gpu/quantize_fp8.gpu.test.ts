@@ -21,7 +21,7 @@ import {
   type SetMlaKvBufferOptions,
   type Warps,
 } from "../../mod.ts";
-import { asBytes, firstDifference, gpuSuiteName, poison, POISON, probeGpu, Rng } from "../helpers/gpu.ts";
+import { asBytes, firstDifference, gpuSuiteName, locTensor, poison, POISON, probeGpu, Rng } from "../helpers/gpu.ts";
 import { f32ToBf16Bits, quantizeDsMlaRow, quantizeFlatRow, type SourceFormat } from "../helpers/fp8_reference.ts";
 
 const gpu = probeGpu();
@@ -132,7 +132,7 @@ function runCase(shape: CaseShape, rng: Rng): string | null {
       loc[3] = -7;
       if (shape.reservedSlot !== null) loc[2] = shape.reservedSlot;
     }
-    const locT = own(shape.loc === "i32" ? fromHost(Int32Array.from(loc), "i32", [shape.n]) : fromHost(BigInt64Array.from(loc, BigInt), "i64", [shape.n]));
+    const locT = own(locTensor(shape.loc, loc));
 
     const want = new Uint8Array(slots * width).fill(POISON);
     for (let i = 0; i < shape.n; ++i) {

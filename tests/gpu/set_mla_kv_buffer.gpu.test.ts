@@ -20,7 +20,7 @@ import {
   type RowsPerWarp,
   type Warps,
 } from "../../mod.ts";
-import { asBytes, firstDifference, gpuSuiteName, poison, POISON, probeGpu, referenceWrite, Rng } from "../helpers/gpu.ts";
+import { asBytes, firstDifference, gpuSuiteName, locTensor, poison, POISON, probeGpu, referenceWrite, Rng } from "../helpers/gpu.ts";
 
 const gpu = probeGpu();
 const SEED = Number(process.env.MLA_KV_TEST_SEED ?? 20261124);
@@ -46,12 +46,6 @@ const label = (l: Layout) => `${l.dtype} ${l.nope}+${l.rope}`;
 function upload(dtype: DType, bytes: Uint8Array, rows: number, cols: number): DeviceTensor {
   const data = dtype === "u8" ? bytes : new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
   return fromHost(data as never, dtype, [rows, cols]);
-}
-
-function locTensor(dtype: "i32" | "i64", slots: readonly number[]): DeviceTensor {
-  return dtype === "i32"
-    ? fromHost(Int32Array.from(slots), "i32", [slots.length])
-    : fromHost(BigInt64Array.from(slots, (s) => BigInt(s)), "i64", [slots.length]);
 }
 
 function downloadBytes(t: DeviceTensor): Uint8Array {

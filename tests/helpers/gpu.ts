@@ -3,7 +3,7 @@
  * the skipped describe's name), seeded random bytes, unique random slots, poisoning, and the plain
  * host reference of the write that every GPU result is compared with byte for byte.
  */
-import { deviceCount, deviceInfo, type DeviceInfo } from "../../mod.ts";
+import { deviceCount, deviceInfo, fromHost, type DeviceInfo } from "../../mod.ts";
 import { native } from "../../ffi/native.ts";
 import type { DeviceTensor } from "../../src/tensor.ts";
 
@@ -77,6 +77,13 @@ export class Rng {
     }
     return all.slice(0, n);
   }
+}
+
+/** A loc tensor on device 0 holding `slots` as int32 or int64. */
+export function locTensor(dtype: "i32" | "i64", slots: readonly number[]): DeviceTensor {
+  return dtype === "i32"
+    ? fromHost(Int32Array.from(slots), "i32", [slots.length])
+    : fromHost(BigInt64Array.from(slots, (s) => BigInt(s)), "i64", [slots.length]);
 }
 
 /** The poison byte the cache is filled with before every write: any byte left unwritten shows. */
