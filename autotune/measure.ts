@@ -55,8 +55,8 @@ export function createMeasurer(device: number, layout: LayoutKeyInput, options: 
       const expectUs = 1.5 + (2 * n * rowBytes) / 2.5e6;
       const write = quantized
         ? (layer: number) =>
-            check(lib.mla_kv_set_kv_buffer_quantized(device, stream.handle, MLA_KV_FORMAT_CODES[quantized], scratch.caches[layer]!.ptr,
-              scratch.capacity, rowBytes, scratch.loc[layer]!.ptr, locBytes, n,
+            check(lib.mla_kv_set_kv_buffer_quantized(device, stream.handle, MLA_KV_FORMAT_CODES[quantized], 0, scratch.caches[layer]!.ptr,
+              scratch.capacity, rowBytes, 0, scratch.loc[layer]!.ptr, locBytes, n,
               MLA_KV_SOURCE_CODES[sourceDtype], scratch.nope[layer]!.ptr, layout.nopeBytes,
               nopeElems, scratch.rope[layer]!.ptr, layout.ropeBytes, ropeElems, 1, -1, path, cfg.warps, cfg.rowsPerWarp, 0),
               "mla_kv_set_kv_buffer_quantized")

@@ -189,7 +189,27 @@ int32_t mla_kv_abi_version(void) { return MLA_KV_ABI_VERSION; }
 const char* mla_kv_build_id(void) { return MLA_KV_BUILD_ID; }
 const char* mla_kv_last_error(void) { return t_last_error.c_str(); }
 
-// ---- devices --------------------------------------------------------------------------------
+// ---- driver and devices ---------------------------------------------------------------------
+
+int32_t mla_kv_driver_version(int32_t* out_version) {
+  return Guard([&]() -> int32_t {
+    MLA_KV_REQUIRE(out_version != nullptr, "out_version is NULL");
+    int v = 0;
+    MLA_KV_CUDA_CHECK(cudaDriverGetVersion(&v));
+    *out_version = v;
+    return MLA_KV_OK;
+  });
+}
+
+int32_t mla_kv_runtime_version(int32_t* out_version) {
+  return Guard([&]() -> int32_t {
+    MLA_KV_REQUIRE(out_version != nullptr, "out_version is NULL");
+    int v = 0;
+    MLA_KV_CUDA_CHECK(cudaRuntimeGetVersion(&v));
+    *out_version = v;
+    return MLA_KV_OK;
+  });
+}
 
 int32_t mla_kv_device_count(int32_t* out_count) {
   return Guard([&]() -> int32_t {
@@ -215,10 +235,11 @@ int32_t mla_kv_device_property(int32_t device, int32_t prop, int64_t* out_value)
       case MLA_KV_PROP_PCI_BUS_ID: MLA_KV_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrPciBusId, device)); break;
       case MLA_KV_PROP_DRIVER_VERSION: MLA_KV_CUDA_CHECK(cudaDriverGetVersion(&v)); break;
       case MLA_KV_PROP_RUNTIME_VERSION: MLA_KV_CUDA_CHECK(cudaRuntimeGetVersion(&v)); break;
-      case MLA_KV_PROP_TOTAL_MEMORY: {
+      case MLA_KV_PROP_TOTAL_MEMORY:
+      case MLA_KV_PROP_FREE_MEMORY: {
         size_t free_bytes = 0, total_bytes = 0;
         MLA_KV_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-        *out_value = static_cast<int64_t>(total_bytes);
+        *out_value = static_cast<int64_t>(prop == MLA_KV_PROP_FREE_MEMORY ? free_bytes : total_bytes);
         return MLA_KV_OK;
       }
       default: return Fail(MLA_KV_ERR_INVALID_ARGUMENT, "unknown device property %d", prop);
@@ -312,6 +333,14 @@ int32_t mla_kv_stream_destroy(int32_t device, void* stream) {
     MLA_KV_REQUIRE(stream != nullptr, "the default stream cannot be destroyed");
     MLA_KV_USE_DEVICE(device);
     MLA_KV_CUDA_CHECK(cudaStreamDestroy(AsStream(stream)));
+    return MLA_KV_OK;
+  });
+}
+
+int32_t mla_kv_stream_release(int32_t device, void* stream) {
+  return Guard([&]() -> int32_t {
+    (void)stream;
+    MLA_KV_USE_DEVICE(device);
     return MLA_KV_OK;
   });
 }
@@ -509,8 +538,9 @@ int32_t mla_kv_set_kv_buffer(int32_t device, void* stream, void* cache, int64_t 
   });
 }
 
-int32_t mla_kv_set_kv_buffer_quantized(int32_t device, void* stream, int32_t format, void* cache, int64_t capacity,
-                                       int64_t cache_row_stride, const void* loc, int32_t loc_elem_bytes, int64_t n,
+int32_t mla_kv_set_kv_buffer_quantized(int32_t device, void* stream, int32_t format, int32_t scale_rule, void* cache,
+                                       int64_t capacity, int64_t cache_row_stride, int64_t page_size, const void* loc,
+                                       int32_t loc_elem_bytes, int64_t n,
                                        int32_t source_dtype, const void* nope, int64_t nope_row_stride,
                                        int64_t nope_elems, const void* rope, int64_t rope_row_stride, int64_t rope_elems,
                                        float scale, int64_t reserved_slot, int32_t path, int32_t warps_per_block,
@@ -520,6 +550,9 @@ int32_t mla_kv_set_kv_buffer_quantized(int32_t device, void* stream, int32_t for
     if (launch_status != MLA_KV_OK) return launch_status;
     MLA_KV_REQUIRE(format == MLA_KV_FORMAT_FP8_E4M3 || format == MLA_KV_FORMAT_FP8_E5M2 || format == MLA_KV_FORMAT_FP8_DS_MLA,
                    "format = %d is not one of MLA_KV_FORMAT_FP8_E4M3/E5M2/DS_MLA", format);
+    MLA_KV_REQUIRE(scale_rule == MLA_KV_SCALE_DEFAULT || (format == MLA_KV_FORMAT_FP8_DS_MLA && scale_rule == MLA_KV_SCALE_AMAX),
+                   "scale_rule = %d is not one the format accepts", scale_rule);
+    MLA_KV_REQUIRE(page_size == 0, "page_size = %lld must be 0 for a row format", static_cast<long long>(page_size));
     MLA_KV_REQUIRE(source_dtype == MLA_KV_SOURCE_BF16 || source_dtype == MLA_KV_SOURCE_FP16,
                    "source_dtype = %d is not MLA_KV_SOURCE_BF16 or MLA_KV_SOURCE_FP16", source_dtype);
     MLA_KV_REQUIRE(cache != nullptr, "cache is NULL");
@@ -611,7 +644,8 @@ int32_t mla_kv_set_kv_buffer_quantized(int32_t device, void* stream, int32_t for
   });
 }
 
-int32_t mla_kv_check_errors(int32_t device, int64_t* out_count, int64_t* out_first_index) {
+int32_t mla_kv_check_errors(int32_t device, void* stream, int64_t* out_count, int64_t* out_first_index) {
+  (void)stream;
   return Guard([&]() -> int32_t {
     MLA_KV_USE_DEVICE(device);
     if (out_count) *out_count = 0;

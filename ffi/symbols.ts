@@ -46,7 +46,7 @@ export type HostBuffer =
   | BigUint64Array;
 
 /** The version of the ABI this TypeScript code was written against (MLA_KV_ABI_VERSION). */
-export const MLA_KV_ABI_VERSION = 3;
+export const MLA_KV_ABI_VERSION = 4;
 
 // ---- status codes -------------------------------------------------------------------------------
 export const MLA_KV_OK = 0;
@@ -60,6 +60,8 @@ export const MLA_KV_ERR_OUT_OF_RANGE_LOC = 5;
 export const MLA_KV_PATH_AUTO = 0;
 export const MLA_KV_PATH_VECTOR = 1;
 export const MLA_KV_PATH_TMA = 2;
+export const MLA_KV_PATH_SPECIALIZED = 3;
+export const MLA_KV_PATH_SPREAD = 4;
 /** The forced paths' codes by the names the TypeScript API gives them. */
 export const MLA_KV_PATH_CODES = { vector: MLA_KV_PATH_VECTOR, tma: MLA_KV_PATH_TMA } as const;
 
@@ -70,6 +72,12 @@ export const MLA_KV_FLAG_PDL = 1;
 export const MLA_KV_FORMAT_FP8_E4M3 = 1;
 export const MLA_KV_FORMAT_FP8_E5M2 = 2;
 export const MLA_KV_FORMAT_FP8_DS_MLA = 3;
+export const MLA_KV_FORMAT_FP8_DS_V4 = 4;
+export const MLA_KV_FORMAT_FP8_INDEXER = 5;
+export const MLA_KV_SCALE_DEFAULT = 0;
+export const MLA_KV_SCALE_POW2 = 1;
+export const MLA_KV_SCALE_AMAX = 2;
+export const MLA_KV_SCALE_UE8M0 = 3;
 export const MLA_KV_SOURCE_BF16 = 1;
 export const MLA_KV_SOURCE_FP16 = 2;
 /** The formats' and source dtypes' codes by the names the TypeScript API gives them. */
@@ -90,6 +98,7 @@ export const MLA_KV_PROP_TOTAL_MEMORY = 5;
 export const MLA_KV_PROP_DRIVER_VERSION = 6;
 export const MLA_KV_PROP_RUNTIME_VERSION = 7;
 export const MLA_KV_PROP_PCI_BUS_ID = 8;
+export const MLA_KV_PROP_FREE_MEMORY = 9;
 
 /** Every function of mla_kv.h. */
 export const MLA_KV_SYMBOLS = {
@@ -98,7 +107,11 @@ export const MLA_KV_SYMBOLS = {
   mla_kv_build_id: { args: [], returns: "cstring" },
   mla_kv_last_error: { args: [], returns: "cstring" },
 
-  // ---- devices ----------------------------------------------------------------------------------
+  // ---- driver and devices -----------------------------------------------------------------------
+  /** (int32_t* out_version) */
+  mla_kv_driver_version: { args: ["buffer"], returns: "i32" },
+  /** (int32_t* out_version) */
+  mla_kv_runtime_version: { args: ["buffer"], returns: "i32" },
   /** (int32_t* out_count) */
   mla_kv_device_count: { args: ["buffer"], returns: "i32" },
   /** (device, prop, int64_t* out_value) */
@@ -125,6 +138,8 @@ export const MLA_KV_SYMBOLS = {
   mla_kv_stream_create: { args: ["i32", "buffer"], returns: "i32" },
   /** (device, stream) */
   mla_kv_stream_destroy: { args: ["i32", "devptr"], returns: "i32" },
+  /** (device, stream) */
+  mla_kv_stream_release: { args: ["i32", "devptr"], returns: "i32" },
   /** (device, stream) */
   mla_kv_stream_synchronize: { args: ["i32", "devptr"], returns: "i32" },
   /** (device, stream, int32_t* out_capturing) */
@@ -165,14 +180,14 @@ export const MLA_KV_SYMBOLS = {
     returns: "i32",
   },
   /**
-   * (device, stream, format, cache, capacity, cache_row_stride, loc, loc_elem_bytes, n,
-   *  source_dtype, nope, nope_row_stride, nope_elems, rope, rope_row_stride, rope_elems,
-   *  scale, reserved_slot, path, warps_per_block, rows_per_warp, flags)
+   * (device, stream, format, scale_rule, cache, capacity, cache_row_stride, page_size, loc,
+   *  loc_elem_bytes, n, source_dtype, nope, nope_row_stride, nope_elems, rope, rope_row_stride,
+   *  rope_elems, scale, reserved_slot, path, warps_per_block, rows_per_warp, flags)
    */
   mla_kv_set_kv_buffer_quantized: {
     args: [
-      "i32", "devptr", "i32",
-      "devptr", "i64", "i64",
+      "i32", "devptr", "i32", "i32",
+      "devptr", "i64", "i64", "i64",
       "devptr", "i32", "i64",
       "i32",
       "devptr", "i64", "i64",
@@ -184,8 +199,8 @@ export const MLA_KV_SYMBOLS = {
   },
   /** (device, path, int32_t* out_supported) */
   mla_kv_path_supported: { args: ["i32", "i32", "buffer"], returns: "i32" },
-  /** (device, int64_t* out_count, int64_t* out_first_index) */
-  mla_kv_check_errors: { args: ["i32", "buffer", "buffer"], returns: "i32" },
+  /** (device, stream, int64_t* out_count, int64_t* out_first_index) */
+  mla_kv_check_errors: { args: ["i32", "devptr", "buffer", "buffer"], returns: "i32" },
 } as const satisfies Record<string, SymbolSpec>;
 
 /** The name of a function in mla_kv.h. */

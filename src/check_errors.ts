@@ -39,7 +39,7 @@ export function checkErrors(device = 0): void {
   validateDevice(device, "device");
   const count = new BigInt64Array(1);
   const firstIndex = new BigInt64Array(1);
-  const status = native().mla_kv_check_errors(device, count, firstIndex);
+  const status = native().mla_kv_check_errors(device, 0, count, firstIndex);
   if (status === MLA_KV_ERR_OUT_OF_RANGE_LOC) {
     throw new MlaKvError("OUT_OF_RANGE_LOC", outOfRangeMessage(Number(count[0]), Number(firstIndex[0]), device));
   }

@@ -16,7 +16,7 @@ describe("bunDeclarations", () => {
       "i32", "ptr", "ptr", "i64", "i64", "ptr", "i32", "i64", "ptr", "i64", "i64", "ptr", "i64", "i64", "i64", "i32", "i32", "i32", "i32",
     ]);
     expect(declarations.mla_kv_set_kv_buffer_quantized!.args).toEqual([
-      "i32", "ptr", "i32", "ptr", "i64", "i64", "ptr", "i32", "i64", "i32", "ptr", "i64", "i64", "ptr", "i64", "i64",
+      "i32", "ptr", "i32", "i32", "ptr", "i64", "i64", "i64", "ptr", "i32", "i64", "i32", "ptr", "i64", "i64", "ptr", "i64", "i64",
       "f32", "i64", "i32", "i32", "i32", "i32",
     ]);
   });

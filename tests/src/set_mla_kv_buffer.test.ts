@@ -188,8 +188,8 @@ describe.skipIf(!host)(`setMlaKvBuffer against the host implementation of the AB
     const lines = readFileSync(log, "utf8").trim().split("\n");
     const common = `loc=${p.loc} loc_elem_bytes=4 n=5 source_dtype=2 nope=${p.nope} nope_row_stride=1024 nope_elems=512 rope=${p.rope} rope_row_stride=128 rope_elems=64`;
     expect(lines).toEqual([
-      `quantized device=0 stream=0 format=2 cache=${p.flat} capacity=32 cache_row_stride=576 ${common} scale=0.100000001 reserved_slot=7 path=1 warps_per_block=4 rows_per_warp=1 flags=1`,
-      `quantized device=0 stream=0 format=3 cache=${p.sparse} capacity=32 cache_row_stride=656 ${common} scale=1 reserved_slot=-1 path=1 warps_per_block=4 rows_per_warp=1 flags=0`,
+      `quantized device=0 stream=0 format=2 scale_rule=0 cache=${p.flat} capacity=32 cache_row_stride=576 page_size=0 ${common} scale=0.100000001 reserved_slot=7 path=1 warps_per_block=4 rows_per_warp=1 flags=1`,
+      `quantized device=0 stream=0 format=3 scale_rule=0 cache=${p.sparse} capacity=32 cache_row_stride=656 page_size=0 ${common} scale=1 reserved_slot=-1 path=1 warps_per_block=4 rows_per_warp=1 flags=0`,
     ]);
   });
 
