@@ -60,9 +60,9 @@ export { deviceCount, deviceInfo, supportsPath } from "./src/device.ts";
 export type { DeviceInfo } from "./src/device.ts";
 
 /** The error type of every mla-kv failure, with a stable `code`. */
-export { MlaKvError } from "./src/errors.ts";
+export { MlaKvError } from "./ffi/errors.ts";
 /** The stable codes of {@link MlaKvError}. */
-export type { MlaKvErrorCode } from "./src/errors.ts";
+export type { MlaKvErrorCode } from "./ffi/errors.ts";
 
 /** Kernel paths and launch configurations chosen per call by the dispatch table. */
 export type { DispatchEntry, DispatchTable, LaunchConfig, Path, RowsPerWarp, Warps } from "./src/dispatch.ts";

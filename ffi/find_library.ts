@@ -14,7 +14,7 @@
 
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { MlaKvError } from "../src/errors.ts";
+import { MlaKvError } from "./errors.ts";
 import type { LibraryAdapter, OpenedLibrary } from "./library_adapter.ts";
 
 /** Where a candidate path came from, for the error message. */

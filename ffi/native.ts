@@ -8,7 +8,7 @@
  * @module
  */
 
-import { MlaKvError, type MlaKvErrorCode } from "../src/errors.ts";
+import { MlaKvError, type MlaKvErrorCode } from "./errors.ts";
 import { join } from "node:path";
 import { openLibrary, PACKAGE_ROOT } from "./find_library.ts";
 import { buildIdMismatch, cudaSourceHash } from "./source_hash.ts";

@@ -10,7 +10,7 @@
 
 import { check, native } from "../ffi/native.ts";
 import { MLA_KV_ERR_OUT_OF_RANGE_LOC } from "../ffi/symbols.ts";
-import { MlaKvError } from "./errors.ts";
+import { MlaKvError } from "../ffi/errors.ts";
 import { validateDevice } from "./validate.ts";
 
 /** The message for `count` skipped rows, the first of which was at row index `firstIndex`. */

@@ -18,7 +18,7 @@ import {
   MLA_KV_PROP_TOTAL_MEMORY,
 } from "../ffi/symbols.ts";
 import type { Path } from "./dispatch.ts";
-import { describeValue, invalidArgument, MlaKvError } from "./errors.ts";
+import { describeValue, invalidArgument, MlaKvError } from "../ffi/errors.ts";
 import { validateDevice } from "./validate.ts";
 
 /** Properties of one GPU. */

@@ -9,7 +9,7 @@
  * @module
  */
 
-import { invalidArgument } from "./errors.ts";
+import { invalidArgument } from "../ffi/errors.ts";
 import { isQuantized, type SourceDtype, type WriteFormat } from "./write_format.ts";
 
 /** A write path of the kernel: plain vector copies, or TMA bulk stores (sm_90+). */

@@ -11,7 +11,7 @@
 
 import type { LayoutKeyInput } from "./dispatch.ts";
 import { DTYPES, type DType } from "./dtypes.ts";
-import { describeValue, invalidArgument, MlaKvError } from "./errors.ts";
+import { describeValue, invalidArgument, MlaKvError } from "../ffi/errors.ts";
 import { DS_MLA, flatFp8ShapeProblem, isQuantized, quantizedRowBytes, type QuantizedFormat, type SourceDtype, type WriteFormat } from "./write_format.ts";
 import { DeviceTensor } from "./tensor.ts";
 import { validateDevice } from "./validate.ts";

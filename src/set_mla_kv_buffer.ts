@@ -9,7 +9,7 @@ import { MLA_KV_FLAG_PDL, MLA_KV_FORMAT_CODES, MLA_KV_PATH_CODES, MLA_KV_SOURCE_
 import { deviceInfo, requireSupportedArchitecture, supportsPath } from "./device.ts";
 import { dispatch, ROWS_PER_WARP, WARPS, type LaunchConfig, type Path, type RowsPerWarp, type Warps } from "./dispatch.ts";
 import { tableFor } from "./dispatch_tables.ts";
-import { describeValue, invalidArgument, MlaKvError } from "./errors.ts";
+import { describeValue, invalidArgument, MlaKvError } from "../ffi/errors.ts";
 import { planSetMlaKvBuffer, REQUESTED_FORMATS, tmaMisalignments, type PlanOptions, type RequestedFormat, type SetMlaKvBufferPlan } from "./layout.ts";
 import { Stream, streamHandleFor } from "./stream.ts";
 import type { DeviceTensor } from "./tensor.ts";

@@ -7,7 +7,7 @@
 
 import { check, native } from "../ffi/native.ts";
 import { checkErrors } from "./check_errors.ts";
-import { describeValue, invalidArgument, MlaKvError } from "./errors.ts";
+import { describeValue, invalidArgument, MlaKvError } from "../ffi/errors.ts";
 import { validateDevice } from "./validate.ts";
 
 function readHandle(out: BigUint64Array): number {

@@ -11,7 +11,7 @@
 import { check, native } from "../ffi/native.ts";
 import { checkErrors } from "./check_errors.ts";
 import { DTYPES, type DType, type HostArrayOf } from "./dtypes.ts";
-import { describeValue, invalidArgument, MlaKvError } from "./errors.ts";
+import { describeValue, invalidArgument, MlaKvError } from "../ffi/errors.ts";
 import { streamHandleFor, type Stream } from "./stream.ts";
 import {
   contiguousStrides,

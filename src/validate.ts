@@ -9,7 +9,7 @@
  */
 
 import { DTYPES, isDType, type DType } from "./dtypes.ts";
-import { describeValue, invalidArgument } from "./errors.ts";
+import { describeValue, invalidArgument } from "../ffi/errors.ts";
 
 /** The largest device index the C ABI can carry (int32). */
 const MAX_DEVICE = 0x7fffffff;

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { describeValue, invalidArgument } from "./errors.ts";
+import { describeValue, invalidArgument } from "../ffi/errors.ts";
 
 /** The options that have a process-wide default. */
 export interface WriteDefaults {

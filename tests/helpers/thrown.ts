@@ -1,5 +1,5 @@
 /** The MlaKvError that `fn` throws; fails the test if it throws nothing or something else. */
-import { MlaKvError } from "../../src/errors.ts";
+import { MlaKvError } from "../../ffi/errors.ts";
 
 export function thrown(fn: () => unknown): MlaKvError {
   try {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "bun:test";
 import { supportsPath } from "../../src/device.ts";
-import { MlaKvError } from "../../src/errors.ts";
+import { MlaKvError } from "../../ffi/errors.ts";
 import { hostLibrary } from "../helpers/host_library.ts";
 import { describeChild, runInChild } from "../helpers/run_in_child.ts";
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "bun:test";
 import { BUCKET_COUNT, bucketOf, builtinTable, dispatch, layoutKey, type DispatchTable } from "../../src/dispatch.ts";
-import { MlaKvError } from "../../src/errors.ts";
+import { MlaKvError } from "../../ffi/errors.ts";
 
 describe("bucketOf", () => {
   it("puts n = 1 (and n = 0) in bucket 0", () => {

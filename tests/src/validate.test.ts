@@ -1,5 +1,5 @@
 import { describe, expect, it } from "bun:test";
-import { MlaKvError } from "../../src/errors.ts";
+import { MlaKvError } from "../../ffi/errors.ts";
 import {
   contiguousStrides,
   isContiguousLayout,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "bun:test";
-import { describeValue, invalidArgument, MlaKvError } from "../../src/errors.ts";
+import { describeValue, invalidArgument, MlaKvError } from "../../ffi/errors.ts";
 
 describe("MlaKvError", () => {
   it("is an Error with a stable code, a name and the argument to blame", () => {

@@ -2,7 +2,8 @@
  * The one error type of mla-kv.
  *
  * Callers branch on `code` (a stable string) rather than on message text, which is written for
- * people and may be reworded.
+ * people and may be reworded. It lives in ffi/, the lowest TypeScript layer, because the binding
+ * turns C statuses into it and everything above throws it too.
  *
  * @module
  */
