@@ -4,7 +4,7 @@
  * CUDA graph, CUDA events, best of a few repetitions).
  */
 import { check, native } from "../ffi/native.ts";
-import { MLA_KV_FORMAT_CODES, MLA_KV_PATH_CODES, MLA_KV_SOURCE_CODES } from "../ffi/symbols.ts";
+import { MLA_KV_FORMAT_CODES, MLA_KV_PATH_CODES, MLA_KV_SOURCE_CODES } from "../ffi/abi.ts";
 import { Stream } from "../src/stream.ts";
 import type { LaunchConfig, LayoutKeyInput } from "../src/dispatch.ts";
 import { layoutRowBytes } from "../src/layout.ts";

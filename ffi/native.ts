@@ -13,7 +13,8 @@ import { join } from "node:path";
 import { openLibrary, PACKAGE_ROOT } from "./find_library.ts";
 import { buildIdMismatch, cudaSourceHash } from "./source_hash.ts";
 import type { LibraryAdapter, OpenedLibrary } from "./library_adapter.ts";
-import { MLA_KV_ABI_VERSION, MLA_KV_SYMBOLS, type ArgKind, type MlaKvSymbols, type SymbolName } from "./symbols.ts";
+import { MLA_KV_ABI_VERSION } from "./abi.ts";
+import { MLA_KV_SYMBOLS, type ArgKind, type MlaKvSymbols, type SymbolName } from "./symbols.ts";
 
 /** The ABI version this TypeScript code was written against; a library reporting another is refused. */
 export const EXPECTED_ABI_VERSION: number = MLA_KV_ABI_VERSION;

@@ -1,10 +1,10 @@
 /**
- * The C ABI of libmla_kv (cuda/include/mla_kv.h) as data.
+ * The functions of libmla_kv's C ABI (cuda/include/mla_kv.h) as data: the one dlopen table.
  *
- * Both runtime adapters (bun:ffi today, Deno FFI later) build their bindings from this one table,
- * so the argument order and kinds are written down exactly once. Names and section order follow
- * the header so that a diff against it stays readable; tests/ffi/symbols.test.ts parses the
- * header and fails when the two drift apart.
+ * Both runtime adapters (bun:ffi and Deno FFI) build their bindings from this one table, so the
+ * argument order and kinds are written down exactly once. Names and section order follow the
+ * header so that a diff against it stays readable; tests/ffi/symbols.test.ts parses the header
+ * and fails when the two drift apart. The header's constants are in abi.ts.
  *
  * @module
  */
@@ -44,61 +44,6 @@ export type HostBuffer =
   | Float64Array
   | BigInt64Array
   | BigUint64Array;
-
-/** The version of the ABI this TypeScript code was written against (MLA_KV_ABI_VERSION). */
-export const MLA_KV_ABI_VERSION = 4;
-
-// ---- status codes -------------------------------------------------------------------------------
-export const MLA_KV_OK = 0;
-export const MLA_KV_ERR_INVALID_ARGUMENT = 1;
-export const MLA_KV_ERR_UNSUPPORTED = 2;
-export const MLA_KV_ERR_NO_DEVICE = 3;
-export const MLA_KV_ERR_CUDA = 4;
-export const MLA_KV_ERR_OUT_OF_RANGE_LOC = 5;
-
-// ---- write paths --------------------------------------------------------------------------------
-export const MLA_KV_PATH_AUTO = 0;
-export const MLA_KV_PATH_VECTOR = 1;
-export const MLA_KV_PATH_TMA = 2;
-export const MLA_KV_PATH_SPECIALIZED = 3;
-export const MLA_KV_PATH_SPREAD = 4;
-/** The forced paths' codes by the names the TypeScript API gives them. */
-export const MLA_KV_PATH_CODES = { vector: MLA_KV_PATH_VECTOR, tma: MLA_KV_PATH_TMA } as const;
-
-// ---- flags of mla_kv_set_kv_buffer ------------------------------------------------------------
-export const MLA_KV_FLAG_PDL = 1;
-
-// ---- the quantizing write: cache formats and source element types -----------------------------
-export const MLA_KV_FORMAT_FP8_E4M3 = 1;
-export const MLA_KV_FORMAT_FP8_E5M2 = 2;
-export const MLA_KV_FORMAT_FP8_DS_MLA = 3;
-export const MLA_KV_FORMAT_FP8_DS_V4 = 4;
-export const MLA_KV_FORMAT_FP8_INDEXER = 5;
-export const MLA_KV_SCALE_DEFAULT = 0;
-export const MLA_KV_SCALE_POW2 = 1;
-export const MLA_KV_SCALE_AMAX = 2;
-export const MLA_KV_SCALE_UE8M0 = 3;
-export const MLA_KV_SOURCE_BF16 = 1;
-export const MLA_KV_SOURCE_FP16 = 2;
-/** The formats' and source dtypes' codes by the names the TypeScript API gives them. */
-export const MLA_KV_FORMAT_CODES = {
-  fp8_e4m3: MLA_KV_FORMAT_FP8_E4M3,
-  fp8_e5m2: MLA_KV_FORMAT_FP8_E5M2,
-  fp8_ds_mla: MLA_KV_FORMAT_FP8_DS_MLA,
-} as const;
-export const MLA_KV_SOURCE_CODES = { bf16: MLA_KV_SOURCE_BF16, fp16: MLA_KV_SOURCE_FP16 } as const;
-
-// ---- devices (property ids) ---------------------------------------------------------------------
-export const MLA_KV_PROP_CC_MAJOR = 0;
-export const MLA_KV_PROP_CC_MINOR = 1;
-export const MLA_KV_PROP_SM_COUNT = 2;
-export const MLA_KV_PROP_L2_BYTES = 3;
-export const MLA_KV_PROP_SMEM_PER_BLOCK_OPTIN = 4;
-export const MLA_KV_PROP_TOTAL_MEMORY = 5;
-export const MLA_KV_PROP_DRIVER_VERSION = 6;
-export const MLA_KV_PROP_RUNTIME_VERSION = 7;
-export const MLA_KV_PROP_PCI_BUS_ID = 8;
-export const MLA_KV_PROP_FREE_MEMORY = 9;
 
 /** Every function of mla_kv.h. */
 export const MLA_KV_SYMBOLS = {

@@ -9,7 +9,7 @@
  */
 
 import { check, native } from "../ffi/native.ts";
-import { MLA_KV_ERR_OUT_OF_RANGE_LOC } from "../ffi/symbols.ts";
+import { MLA_KV_ERR_OUT_OF_RANGE_LOC } from "../ffi/abi.ts";
 import { MlaKvError } from "../ffi/errors.ts";
 import { validateDevice } from "./validate.ts";
 

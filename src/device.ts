@@ -16,7 +16,7 @@ import {
   MLA_KV_PROP_SMEM_PER_BLOCK_OPTIN,
   MLA_KV_PROP_SM_COUNT,
   MLA_KV_PROP_TOTAL_MEMORY,
-} from "../ffi/symbols.ts";
+} from "../ffi/abi.ts";
 import type { Path } from "./dispatch.ts";
 import { describeValue, invalidArgument, MlaKvError } from "../ffi/errors.ts";
 import { validateDevice } from "./validate.ts";

@@ -5,7 +5,7 @@
  */
 
 import { check, native } from "../ffi/native.ts";
-import { MLA_KV_FLAG_PDL, MLA_KV_FORMAT_CODES, MLA_KV_PATH_CODES, MLA_KV_SOURCE_CODES } from "../ffi/symbols.ts";
+import { MLA_KV_FLAG_PDL, MLA_KV_FORMAT_CODES, MLA_KV_PATH_CODES, MLA_KV_SOURCE_CODES } from "../ffi/abi.ts";
 import { deviceInfo, requireSupportedArchitecture, supportsPath } from "./device.ts";
 import { dispatch, ROWS_PER_WARP, WARPS, type LaunchConfig, type Path, type RowsPerWarp, type Warps } from "./dispatch.ts";
 import { tableFor } from "./dispatch_tables.ts";

@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from "bun:test";
-import { MLA_KV_ABI_VERSION } from "../../ffi/symbols.ts";
+import { MLA_KV_ABI_VERSION } from "../../ffi/abi.ts";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";

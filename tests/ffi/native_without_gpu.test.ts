@@ -2,7 +2,7 @@
  * The real libmla_kv on a machine with no usable GPU must fail every call with a readable
  * MlaKvError, never crash. Each case runs in a child process, so a crash fails the test.
  */
-import { MLA_KV_ABI_VERSION } from "../../ffi/symbols.ts";
+import { MLA_KV_ABI_VERSION } from "../../ffi/abi.ts";
 import { describe, expect, it } from "bun:test";
 import { existsSync } from "node:fs";
 import { libraryCandidates } from "../../ffi/find_library.ts";

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "bun:test";
 import { readFileSync } from "node:fs";
 import { PACKAGE_ROOT } from "../../ffi/find_library.ts";
-import * as abi from "../../ffi/symbols.ts";
+import * as abi from "../../ffi/abi.ts";
 import { MLA_KV_SYMBOLS, type ArgKind, type SymbolSpec } from "../../ffi/symbols.ts";
 
 // The table is written by hand; these tests read the header itself so that any drift (a new

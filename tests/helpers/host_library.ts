@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PACKAGE_ROOT } from "../../ffi/find_library.ts";
-import { MLA_KV_ABI_VERSION } from "../../ffi/symbols.ts";
+import { MLA_KV_ABI_VERSION } from "../../ffi/abi.ts";
 
 const source = `${PACKAGE_ROOT}/tests/ffi/fixtures/host_mla_kv.c`;
 const header = `${PACKAGE_ROOT}/cuda/include/mla_kv.h`;
