@@ -18,6 +18,13 @@
  * @module
  */
 
+// First-use tuning is the write's default behaviour: the tuner's table source is installed here,
+// above both, so src/ never imports autotune/.
+import { FIRST_USE_TABLES } from "./autotune/first_use.ts";
+import { setDispatchTableSource } from "./src/dispatch_tables.ts";
+
+setDispatchTableSource(FIRST_USE_TABLES);
+
 /**
  * Writes n MLA rows into their cache slots; asynchronous on the given stream.
  * See {@link SetMlaKvBufferOptions} for stream and forced-path options.
@@ -31,12 +38,15 @@ export { setWriteDefaults, writeDefaults } from "./src/write_defaults.ts";
 /** The options that have a process-wide default. */
 export type { WriteDefaults } from "./src/write_defaults.ts";
 
-/** How a write stores rows: a byte copy, or fp8 quantized in the write; the ds_mla row layout. */
-export { DS_MLA, FLAT_FP8 } from "./src/write_format.ts";
-/** Write formats and the source dtypes a quantizing write reads. */
-export type { QuantizedFormat, SourceDtype, WriteFormat } from "./src/write_format.ts";
-/** The formats a caller may ask for in `options.format`. */
-export type { RequestedFormat } from "./src/layout.ts";
+/** The byte geometry of the fp8 formats: the V3.2 row, the V4 and indexer pages, flat fp8 shapes. */
+export { DS_MLA, DS_V4, FLAT_FP8, INDEXER, pageBytes } from "./src/write_format.ts";
+/** The words of the options: write formats, scale rules, source dtypes, paths and launch shapes. */
+export type { Path, QuantizedFormat, RequestedFormat, RowsPerWarp, ScaleRule, SourceDtype, Warps, WriteFormat } from "./src/vocabulary.ts";
+
+/** Tunes chosen layouts now (the recommended start-up step, before the KV pool is allocated). */
+export { autotune } from "./autotune/autotune.ts";
+/** Options, layouts and outcomes of {@link autotune}. */
+export type { AutotuneOptions, AutotuneOutcome, LayoutSpec } from "./autotune/autotune.ts";
 
 /** Synchronises a device and throws `OUT_OF_RANGE_LOC` if earlier writes skipped rows. */
 export { checkErrors } from "./src/check_errors.ts";
@@ -64,10 +74,7 @@ export { MlaKvError } from "./ffi/errors.ts";
 /** The stable codes of {@link MlaKvError}. */
 export type { MlaKvErrorCode } from "./ffi/errors.ts";
 
-/** Kernel paths and launch configurations chosen per call by the dispatch table. */
-export type { DispatchEntry, DispatchTable, LaunchConfig, Path, RowsPerWarp, Warps } from "./src/dispatch.ts";
-
 /** Which libmla_kv file is loaded, its build id and ABI version (loads it on first use). */
-export { libraryInfo, EXPECTED_ABI_VERSION } from "./ffi/native.ts";
+export { libraryInfo } from "./ffi/native.ts";
 /** What {@link libraryInfo} returns. */
 export type { LibraryInfo } from "./ffi/native.ts";

@@ -55,6 +55,11 @@ export interface GetOrTuneOptions extends LookupRequest {
    * Defaults to DEFAULT_TUNE_LOCK, with timeoutMs from MLA_KV_TUNE_WAIT_MS when that is set.
    */
   tuneLock?: { timeoutMs: number; staleMs: number };
+  /**
+   * Tune even when a profile answers, and even when MLA_KV_AUTOTUNE turns first-use tuning off:
+   * an explicit request (autotune(), `bun run autotune --force`). Still under the tune lock.
+   */
+  force?: boolean;
 }
 
 export interface GetOrTuneResult {
@@ -139,13 +144,14 @@ export class ProfileLookup {
     const warn = opts.warn ?? defaultWarn;
     const key = checkedKey(opts.layoutKey);
     const canTune = opts.canTune ?? true;
+    const lockOpts = opts.tuneLock ?? { ...DEFAULT_TUNE_LOCK, timeoutMs: this.#tuneWaitMs(env, warn) };
+    if (opts.force === true && canTune) return this.#tuneUnderLock(opts.identity, key, env, warn, opts.tune, lockOpts, true);
     const enabled = autotuneEnabled(env);
     const found = this.#lookup(opts.identity, key, env, warn, canTune && enabled);
     if (found.layout !== null) return found;
     if (!canTune) return { ...found, why: "cannot-tune" };
     if (!enabled) return { ...found, why: "autotune-disabled" };
-    const lockOpts = opts.tuneLock ?? { ...DEFAULT_TUNE_LOCK, timeoutMs: this.#tuneWaitMs(env, warn) };
-    return this.#tuneUnderLock(opts.identity, key, env, warn, opts.tune, lockOpts);
+    return this.#tuneUnderLock(opts.identity, key, env, warn, opts.tune, lockOpts, false);
   }
 
   /** Forgets answers and warnings, as a fresh process would. */
@@ -228,6 +234,7 @@ export class ProfileLookup {
     warn: Warn,
     tune: TuneFn,
     lockOpts: { timeoutMs: number; staleMs: number },
+    force: boolean,
   ): GetOrTuneResult {
     const dir = cacheDir(env);
     const path = profilePath(dir, identity);
@@ -235,8 +242,8 @@ export class ProfileLookup {
 
     const run = (): GetOrTuneResult => {
       // Whoever held the lock before us may have tuned this very layout.
-      const again = readProfileFile(path, identity);
-      const theirs = again.ok ? again.profile.layouts[key] : undefined;
+      const again = force ? null : readProfileFile(path, identity);
+      const theirs = again?.ok ? again.profile.layouts[key] : undefined;
       if (theirs !== undefined) {
         this.#remember(id, key, theirs);
         return { source: "user", layout: theirs, path };

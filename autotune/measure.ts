@@ -1,73 +1,69 @@
 /**
- * The autotuner's measurement: µs per call of one launch configuration at one n, on scratch
- * buffers that mla-kv allocates and frees itself, timed exactly like `bun run bench` (8 layers a
- * CUDA graph, CUDA events, best of a few repetitions).
+ * The autotuner's measurement: µs per call of one launch at one n, timed exactly as a write runs
+ * in an engine's decode step: through the same launch helper as setMlaKvBuffer (so the same C
+ * call, path code and PDL flag), one call per layer for several layers captured in a CUDA graph,
+ * replayed, CUDA events, best of a few repetitions, on scratch buffers sized from free memory.
  */
-import { check, native } from "../ffi/native.ts";
-import { MLA_KV_FORMAT_CODES, MLA_KV_PATH_CODES, MLA_KV_SOURCE_CODES } from "../ffi/abi.ts";
+import { deviceInfo } from "../src/device.ts";
+import { launchWrite } from "../src/launch.ts";
+import type { WriteLayout } from "../src/layout_key.ts";
 import { Stream } from "../src/stream.ts";
-import type { LaunchConfig, LayoutKeyInput } from "../src/dispatch.ts";
-import { layoutRowBytes } from "../src/layout.ts";
-import { isQuantized } from "../src/write_format.ts";
+import type { LaunchConfig } from "../src/vocabulary.ts";
+import { writeDefaults } from "../src/write_defaults.ts";
 import { timeGraphPerCall } from "./graph_timer.ts";
-import { allocScratch } from "./scratch.ts";
+import { allocScratch, type Scratch } from "./scratch.ts";
 import type { MeasureFn } from "./search.ts";
-
 
 export interface Measurer {
   measure: MeasureFn;
+  /** The scratch set timed on (its maxN bounds the buckets that can be tuned). */
+  readonly scratch: Scratch;
+  /** Whether launches use programmatic dependent launch. */
+  readonly pdl: boolean;
   /** Calls measured so far. */
   readonly count: number;
   free(): void;
 }
 
-/**
- * Scratch buffers and a stream for timing `layout` on `device`, up to `maxN` rows a call. A copy
- * is byte-exact whatever the dtype, so its bytes are timed as u8 rows of the same size; a
- * quantizing write is timed from bf16/fp16 sources (finite, non-zero values) into rows of its
- * format.
- */
-export function createMeasurer(device: number, layout: LayoutKeyInput, options: { maxN?: number; tries?: number } = {}): Measurer {
-  const maxN = options.maxN ?? 65536;
-  const locBytes = layout.locBytes as 4 | 8;
-  const quantized = isQuantized(layout.format) ? layout.format : null;
-  const nopeElems = quantized ? layout.nopeBytes / 2 : layout.nopeBytes;
-  const ropeElems = quantized ? layout.ropeBytes / 2 : layout.ropeBytes;
-  const rowBytes = layoutRowBytes(layout);
-  const sourceDtype = layout.sourceDtype ?? "bf16";
-  const scratch = allocScratch(
-    { dtype: quantized ? sourceDtype : "u8", nopeElems, ropeElems, locBytes, cache: { dtype: "u8", width: rowBytes } },
-    { device, maxN },
-  );
-  const stream = Stream.create(device);
+export interface MeasurerOptions {
+  /** Repetitions of each timing; the best is kept (default 3). */
+  tries?: number;
+  /** Launch with PDL (default: what writes use, writeDefaults().pdl; sm_90+ only). */
+  pdl?: boolean;
+  /** A cap on the scratch set's bytes (default: from the memory free now). */
+  budgetBytes?: number;
+}
+
+/** Scratch buffers and a stream for timing `layout` on `device`. */
+export function createMeasurer(device: number, layout: WriteLayout, options: MeasurerOptions = {}): Measurer {
+  const scratch = allocScratch(layout, { device, budgetBytes: options.budgetBytes });
+  const pdl = (options.pdl ?? writeDefaults().pdl) && deviceInfo(device).computeCapability[0] >= 9;
+  const tries = options.tries ?? 3;
+  const rowBytes = scratch.plan(0, 1).rowBytes;
+  let stream: Stream;
+  try {
+    stream = Stream.create(device);
+  } catch (error) {
+    scratch.free();
+    throw error;
+  }
   let count = 0;
   return {
+    scratch,
+    pdl,
     get count() {
       return count;
     },
-    measure(cfg: LaunchConfig, n: number): number {
+    measure(config: LaunchConfig, n: number): number {
       ++count;
-      // The C call directly, not setMlaKvBuffer: the scratch tensors are known-good and
-      // contiguous, and dispatch (which may be what is being tuned) must stay out of the way.
-      const path = MLA_KV_PATH_CODES[cfg.path];
-      const lib = native();
+      if (n > scratch.maxN) throw new RangeError(`n = ${n} is more than the ${scratch.maxN} rows the scratch set holds`);
+      const plans = Array.from({ length: scratch.layers }, (_, layer) => scratch.plan(layer, n));
+      const extras = { stream: stream.handle, pdl, reservedSlot: -1, scale: 1 };
       // A guess from the copy rate sizes the replays so each repetition runs ~100 µs.
       const expectUs = 1.5 + (2 * n * rowBytes) / 2.5e6;
-      const write = quantized
-        ? (layer: number) =>
-            check(lib.mla_kv_set_kv_buffer_quantized(device, stream.handle, MLA_KV_FORMAT_CODES[quantized], 0, scratch.caches[layer]!.ptr,
-              scratch.capacity, rowBytes, 0, scratch.loc[layer]!.ptr, locBytes, n,
-              MLA_KV_SOURCE_CODES[sourceDtype], scratch.nope[layer]!.ptr, layout.nopeBytes,
-              nopeElems, scratch.rope[layer]!.ptr, layout.ropeBytes, ropeElems, 1, -1, path, cfg.warps, cfg.rowsPerWarp, 0),
-              "mla_kv_set_kv_buffer_quantized")
-        : (layer: number) =>
-            check(lib.mla_kv_set_kv_buffer(device, stream.handle, scratch.caches[layer]!.ptr, scratch.capacity, rowBytes,
-              scratch.loc[layer]!.ptr, locBytes, n, scratch.nope[layer]!.ptr, layout.nopeBytes, layout.nopeBytes,
-              scratch.rope[layer]!.ptr, layout.ropeBytes, layout.ropeBytes, -1, path, cfg.warps, cfg.rowsPerWarp, 0),
-              "mla_kv_set_kv_buffer");
-      return timeGraphPerCall(stream, scratch.layers, write, {
+      return timeGraphPerCall(stream, scratch.layers, (layer) => launchWrite(plans[layer]!, config, extras), {
         expectUs,
-        tries: 3,
+        tries,
         replays: Math.max(2, Math.min(32, Math.ceil(100 / (expectUs * scratch.layers)))),
       }).us;
     },

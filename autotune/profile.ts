@@ -6,66 +6,56 @@
  */
 import { createHash } from "node:crypto";
 import { z } from "zod";
+import { parseLayoutKey } from "../src/layout_key.ts";
+import { BUCKET_COUNT, bucketN, LAST_BUCKET, PATHS, ROWS_PER_WARP, WARPS } from "../src/vocabulary.ts";
 
 /** The profile file format this package reads and writes. */
-export const SCHEMA_VERSION = 1;
-
-/** Bucket b covers n in (2^(b-1), 2^b]; bucket 0 is n = 1. 2^31 keeps bucketOf on 32-bit maths. */
-export const MAX_BUCKET = 31;
-
-export const WARPS = [1, 2, 4, 8, 16] as const;
-export const ROWS_PER_WARP = [1, 2, 4] as const;
-export const PATHS = ["vector", "tma"] as const;
-
-// What src/dispatch.ts layoutKey builds: a copy's nope bytes + rope bytes / loc dtype, e.g.
-// "1024+128/i64", or a quantizing write's format<source dtype:nope elements + rope elements / loc
-// dtype, e.g. "fp8_ds_mla<bf16:512+64/i64".
-const LAYOUT_KEY_RE = /^(?:(fp8_e4m3|fp8_e5m2|fp8_ds_mla)<(bf16|fp16):)?([1-9][0-9]{0,8})\+([0-9]{1,9})\/([a-z][a-z0-9]{0,15})$/;
+export const SCHEMA_VERSION = 2;
 
 const isoDate = z.iso.datetime({ offset: true });
 
-export const LayoutKeySchema = z.string().regex(LAYOUT_KEY_RE, "layout key must look like 1024+128/i64 or fp8_ds_mla<bf16:512+64/i64");
+export const LayoutKeySchema = z
+  .string()
+  .max(128)
+  .refine((key) => parseLayoutKey(key) !== null, "layout key must look like 1024+128/i64 or fp8_ds_mla.pow2<bf16:512+64/i64");
 
-export const LaunchConfigSchema = z.strictObject({
+const LAUNCH_SHAPE = {
   path: z.enum(PATHS),
-  warps: z.literal(WARPS),
+  warps: z.union([z.literal(WARPS), z.literal(0)]),
   rowsPerWarp: z.literal(ROWS_PER_WARP),
-});
+};
 
+/** One timed launch; a spread launch has warps 0 (its row sizes its block), the others 1-16. */
 export const ChoiceSchema = z.strictObject({
-  ...LaunchConfigSchema.shape,
+  ...LAUNCH_SHAPE,
   /** Microseconds per call. */
   us: z.number().positive().finite(),
 });
 
 export const BucketSchema = z
   .strictObject({
-    bucket: z.int().min(0).max(MAX_BUCKET),
+    bucket: z.int().min(0).max(LAST_BUCKET),
     n: z.int().positive(),
-    best: ChoiceSchema,
-    bestVector: ChoiceSchema,
-    bestTma: ChoiceSchema.nullable(),
+    /** The fastest launch of each path measured, fastest first; one of them uses the vector path. */
+    ranked: z.array(ChoiceSchema).min(1).max(PATHS.length),
   })
   .superRefine((b, ctx) => {
-    if (b.n !== 2 ** b.bucket) {
-      ctx.addIssue({ code: "custom", path: ["n"], message: `n must be 2^bucket = ${2 ** b.bucket}, got ${b.n}` });
+    if (b.n !== bucketN(b.bucket)) {
+      ctx.addIssue({ code: "custom", path: ["n"], message: `n must be 2^bucket = ${bucketN(b.bucket)}, got ${b.n}` });
     }
-    if (b.bestVector.path !== "vector") {
-      ctx.addIssue({ code: "custom", path: ["bestVector", "path"], message: "bestVector must use the vector path" });
-    }
-    if (b.bestTma !== null && b.bestTma.path !== "tma") {
-      ctx.addIssue({ code: "custom", path: ["bestTma", "path"], message: "bestTma must use the tma path" });
-    }
-    if (b.best.us > b.bestVector.us) {
-      ctx.addIssue({ code: "custom", path: ["best", "us"], message: "best is slower than bestVector" });
-    }
-    if (b.bestTma !== null && b.best.us > b.bestTma.us) {
-      ctx.addIssue({ code: "custom", path: ["best", "us"], message: "best is slower than bestTma" });
-    }
-    // best must be one of the two measured winners, not a config that was never timed.
-    const candidates = b.bestTma === null ? [b.bestVector] : [b.bestVector, b.bestTma];
-    if (!candidates.some((c) => sameChoice(c, b.best))) {
-      ctx.addIssue({ code: "custom", path: ["best"], message: "best must equal bestVector or bestTma" });
+    b.ranked.forEach((c, i) => {
+      if (c.path === "spread" ? c.warps !== 0 : c.warps === 0) {
+        ctx.addIssue({ code: "custom", path: ["ranked", i, "warps"], message: "spread launches have warps 0, the other paths 1-16" });
+      }
+      if (i > 0 && c.us < b.ranked[i - 1]!.us) {
+        ctx.addIssue({ code: "custom", path: ["ranked", i, "us"], message: "ranked must be fastest first" });
+      }
+      if (b.ranked.findIndex((d) => d.path === c.path) !== i) {
+        ctx.addIssue({ code: "custom", path: ["ranked", i, "path"], message: `path ${c.path} appears twice` });
+      }
+    });
+    if (!b.ranked.some((c) => c.path === "vector")) {
+      ctx.addIssue({ code: "custom", path: ["ranked"], message: "ranked must include a vector launch: every write can take it" });
     }
   });
 
@@ -73,11 +63,12 @@ export const LayoutProfileSchema = z.strictObject({
   tunedAt: isoDate,
   tuneMs: z.number().nonnegative().finite(),
   method: z.enum(["search", "exhaustive"]),
-  /** Smallest n from which TMA wins and keeps winning; null if it never does. */
-  crossoverN: z.int().positive().nullable(),
+  /** Whether the timed launches used programmatic dependent launch, as the writes then did. */
+  pdl: z.boolean(),
   buckets: z
     .array(BucketSchema)
     .min(1)
+    .max(BUCKET_COUNT)
     .superRefine((buckets, ctx) => {
       buckets.forEach((b, i) => {
         if (b.bucket !== i) {
@@ -127,7 +118,6 @@ export const ProfileHeaderSchema = z.looseObject({
   gpu: z.looseObject(GpuSchema.shape),
 });
 
-export type LaunchConfig = z.infer<typeof LaunchConfigSchema>;
 export type Choice = z.infer<typeof ChoiceSchema>;
 export type Bucket = z.infer<typeof BucketSchema>;
 export type LayoutProfile = z.infer<typeof LayoutProfileSchema>;
@@ -135,43 +125,6 @@ export type Gpu = z.infer<typeof GpuSchema>;
 export type GpuIdentity = z.infer<typeof GpuIdentitySchema>;
 export type Profile = z.infer<typeof ProfileSchema>;
 export type ProfileHeader = z.infer<typeof ProfileHeaderSchema>;
-
-function sameChoice(a: Choice, b: Choice): boolean {
-  return a.path === b.path && a.warps === b.warps && a.rowsPerWarp === b.rowsPerWarp && a.us === b.us;
-}
-
-/** The parts of a stored layout key; null when `key` is not one. */
-export function parseLayoutKey(
-  key: string,
-): { format: string | null; sourceDtype: string | null; nope: number; rope: number; locDtype: string } | null {
-  const m = LAYOUT_KEY_RE.exec(key);
-  if (!m) return null;
-  return { format: m[1] ?? null, sourceDtype: m[2] ?? null, nope: Number(m[3]), rope: Number(m[4]), locDtype: m[5]! };
-}
-
-/** The bucket index that serves n rows: b such that n is in (2^(b-1), 2^b]. */
-export function bucketOf(n: number): number {
-  if (!Number.isInteger(n) || n < 1) throw new RangeError(`n must be a positive integer, got ${n}`);
-  if (n > 2 ** MAX_BUCKET) return MAX_BUCKET;
-  return n === 1 ? 0 : 32 - Math.clz32(n - 1);
-}
-
-/** The measured winner for n rows; n beyond the last tuned bucket uses the last one. */
-export function choiceFor(layout: LayoutProfile, n: number): Choice {
-  const b = Math.min(bucketOf(n), layout.buckets.length - 1);
-  return layout.buckets[b]!.best;
-}
-
-/** Smallest bucket n from which the best path is TMA in every later bucket too; null if none. */
-export function computeCrossoverN(buckets: readonly Bucket[]): number | null {
-  let from: number | null = null;
-  for (let i = buckets.length - 1; i >= 0; i--) {
-    const b = buckets[i]!;
-    if (b.best.path !== "tma") break;
-    from = b.n;
-  }
-  return from;
-}
 
 export function identityOf(profile: Profile): GpuIdentity {
   return { gpu: profile.gpu, packageVersion: profile.packageVersion, libraryBuildId: profile.libraryBuildId };

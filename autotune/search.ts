@@ -1,54 +1,42 @@
 /**
- * The tuning search: which launch config is fastest for each batch-size bucket of one row layout.
+ * The tuning search: which launch of each kernel design is fastest for each batch-size bucket of
+ * one layout. The timing is injected (`measure`), so the search runs and is tested without a GPU.
  *
- * The timing itself is injected (`measure`), so the search runs and is tested without a GPU. Two
- * methods: "exhaustive" times every config at every bucket; "search" times a few per bucket and
- * walks downhill. The walk is shaped by full grids of timings taken on an H100 (every config at
- * every n, six passes, for bf16 512+64 and u8 528+128 rows with both loc types):
+ * Two methods: "exhaustive" times every launch of every path at every bucket; "search" times a few
+ * per path and bucket and walks downhill. The walk is shaped by full grids of timings taken on an
+ * H100 and an H200 (bench/NOTES.md):
  *
  * - the warp count matters little and smoothly, so the walk steps to the next warp count up or
- *   down, and the best one from the previous bucket is a good start; but single buckets have
- *   their own winner (at n = 512, 8 warps beat the 4 that win at 256 and 1024 by 3-5 %), so
- *   every bucket gets its own walk rather than its neighbours' winner;
- * - rows per warp is not convex: at n = 8192 with int32 loc, 2 rows per warp are slower than 1
- *   and 4 rows are 7 % faster than 1. So a rows step goes to any other rows value, not just the
- *   next one, which would stop at 1;
- * - at small n more than one row per warp rarely helps, so the fixed starting points
- *   ({@link SEED_WARPS}, one row per warp) use one, and from n = 8192, where the warp count
- *   changes the time by a few percent at most, the walk starts from the previous winner alone;
- * - up to n = 2048 every TMA config is 5-13 % slower than the best vector one, so while TMA
- *   trails by more than {@link TMA_BEHIND} it gets two timings per bucket (its last winner, and
- *   TMA in the shape vector wins with) rather than a walk; as soon as either comes within reach,
- *   it is walked again.
+ *   down, starting from the previous bucket's winner and fixed seeds; but single buckets have their
+ *   own winner, so every bucket gets its own walk;
+ * - rows per warp is not convex (4 rows can win where 2 lose), so a rows step goes to any other
+ *   rows value;
+ * - a path that trails the best by more than {@link BEHIND} (the TMA path below n ≈ 2048, the
+ *   generic vector path wherever the specialized one runs, spread above small n) cannot win on
+ *   timing noise: while it stays that far behind it gets one timing per bucket (its last winner)
+ *   rather than a walk, and as soon as it comes within reach it is walked again. The vector path is
+ *   always walked: calls that can take no other path get its best.
  *
- * Both methods then time the leaders once more and keep each config's fastest time: `measure` is
- * already a best-of-several, but the smallest of many noisy numbers is biased low (the winner was
- * partly lucky), and timings now and then come out tens of percent slow.
+ * Both methods then time the leaders once more and keep each launch's fastest time: `measure` is
+ * already a best-of-several, but the smallest of many noisy numbers is biased low.
  */
-import {
-  MAX_BUCKET,
-  PATHS,
-  ROWS_PER_WARP,
-  WARPS,
-  computeCrossoverN,
-  type Bucket,
-  type Choice,
-  type LaunchConfig,
-  type LayoutProfile,
-} from "./profile.ts";
+import { bucketN, LAST_BUCKET, ROWS_PER_WARP, WARPS, type LaunchConfig, type Path } from "../src/vocabulary.ts";
+import type { Bucket, Choice, LayoutProfile } from "./profile.ts";
 
-/** Microseconds per call of `cfg` writing `n` rows; already the best of several timings. */
-export type MeasureFn = (cfg: LaunchConfig, n: number) => number;
+/** Microseconds per call of `config` writing `n` rows; already the best of several timings. */
+export type MeasureFn = (config: LaunchConfig, n: number) => number;
 
 export type TuneMethod = LayoutProfile["method"];
 
-export type Path = LaunchConfig["path"];
-
 export interface TuneOptions {
   measure: MeasureFn;
-  /** false where the GPU has no TMA (before sm_90): only vector configs are timed. */
-  tmaAllowed: boolean;
-  /** Buckets 0..maxBucket are tuned, i.e. n = 1 .. 2^maxBucket. Default 16 (n up to 65536). */
+  /** The paths this layout can take on this GPU (eligibility.ts's runnablePaths); must include "vector". */
+  paths: readonly Path[];
+  /** Whether a launch may run at all (e.g. the TMA path's shared memory at 16 warps); default: all. */
+  allowed?: (config: LaunchConfig) => boolean;
+  /** Whether `measure` launches with programmatic dependent launch; recorded in the profile. */
+  pdl: boolean;
+  /** Buckets 0..maxBucket are tuned (n = 1 .. 2^maxBucket). Default: every bucket. */
   maxBucket?: number;
   /** Default "search". */
   method?: TuneMethod;
@@ -61,9 +49,9 @@ export interface TuneOptions {
 export interface TuneStats {
   /** Calls to `measure`, re-timings included. */
   measurements: number;
-  /** Distinct (config, n) pairs timed. */
+  /** Distinct (launch, n) pairs timed. */
   configsMeasured: number;
-  /** Distinct (config, n) pairs there are: what "exhaustive" times (before its re-timings). */
+  /** Distinct (launch, n) pairs there are: what "exhaustive" times (before its re-timings). */
   configsTotal: number;
   /** Calls to `measure` per bucket, index = bucket. */
   perBucket: number[];
@@ -74,31 +62,31 @@ export interface TuneResult {
   stats: TuneStats;
 }
 
-export const DEFAULT_MAX_BUCKET = 16;
-
-/** From this n on the walk starts from the previous bucket's winner alone (see the module doc). */
-export const FLAT_FROM_N = 8192;
-
 /** Warps of the fixed starting points, each with one row per warp. */
 export const SEED_WARPS = [2, 4, 8, 16] as const;
 
-/** How many configs of each path are timed a second time. */
+/** From this n on, a walk starts from the previous bucket's winner alone. */
+export const FLAT_FROM_N = 8192;
+
+/** How many launches of each path in reach are timed a second time. */
 export const CONFIRM_TOP = 2;
 
-/**
- * TMA this far behind vector (as a fraction) cannot win on timing noise, which is a few percent;
- * bestTma is then only informative. While TMA stays that far behind, its grid is not walked and
- * its leaders are not timed again. Vector's always are: calls that cannot use TMA get bestVector.
- */
-export const TMA_BEHIND = 0.05;
+/** A path this far behind the best (as a fraction) cannot win on timing noise. */
+export const BEHIND = 0.05;
 
-/** Every launch config that may be timed, in a fixed order (vector first, then by warps, rows). */
-export function configSpace(tmaAllowed: boolean): LaunchConfig[] {
+/** The warp counts a path's launches take: spread's block is sized by its row. */
+function warpsOf(path: Path): readonly (Warps0)[] {
+  return path === "spread" ? [0] : WARPS;
+}
+type Warps0 = LaunchConfig["warps"];
+
+/** Every launch of `paths` that may be timed, in a fixed order (by path, then warps, then rows). */
+export function configSpace(paths: readonly Path[], allowed: (config: LaunchConfig) => boolean = () => true): LaunchConfig[] {
   const out: LaunchConfig[] = [];
-  for (const path of pathsFor(tmaAllowed)) {
-    for (const warps of WARPS) for (const rowsPerWarp of ROWS_PER_WARP) out.push({ path, warps, rowsPerWarp });
+  for (const path of paths) {
+    for (const warps of warpsOf(path)) for (const rowsPerWarp of ROWS_PER_WARP) out.push({ path, warps, rowsPerWarp });
   }
-  return out;
+  return out.filter(allowed);
 }
 
 /** Tunes one layout; see {@link tuneLayoutWithStats} for the measurement counts as well. */
@@ -108,210 +96,198 @@ export function tuneLayout(opts: TuneOptions): LayoutProfile {
 
 /**
  * Tunes one layout and says how many timings it took. Deterministic for a deterministic
- * `measure`: the order of timings is fixed and ties go to the config first in
- * {@link configSpace} order (so vector wins an exact tie). Throws if `measure` throws or returns
- * something other than a positive finite number.
+ * `measure`: the order of timings is fixed and ties go to the launch first in
+ * {@link configSpace} order. Throws if `measure` throws or returns something other than a positive
+ * finite number.
  */
 export function tuneLayoutWithStats(opts: TuneOptions): TuneResult {
-  const maxBucket = opts.maxBucket ?? DEFAULT_MAX_BUCKET;
-  if (!Number.isInteger(maxBucket) || maxBucket < 0 || maxBucket > MAX_BUCKET) {
-    throw new RangeError(`maxBucket must be an integer in 0..${MAX_BUCKET}, got ${maxBucket}`);
+  const maxBucket = opts.maxBucket ?? LAST_BUCKET;
+  if (!Number.isInteger(maxBucket) || maxBucket < 0 || maxBucket > LAST_BUCKET) {
+    throw new RangeError(`maxBucket must be an integer in 0..${LAST_BUCKET}, got ${maxBucket}`);
   }
   const method = opts.method ?? "search";
   if (method !== "search" && method !== "exhaustive") {
     throw new RangeError(`method must be "search" or "exhaustive", got ${JSON.stringify(method)}`);
   }
+  if (!opts.paths.includes("vector")) throw new RangeError("paths must include \"vector\": every write can take it");
+  const allowed = opts.allowed ?? (() => true);
+  const space = configSpace(opts.paths, allowed);
+  const order = new Map(space.map((c, i) => [configName(c), i]));
   const now = opts.now ?? Date.now;
-  const paths = pathsFor(opts.tmaAllowed);
   const started = now();
 
-  const total = maxBucket + 1;
   const grids: BucketGrid[] = [];
   for (let b = 0; b <= maxBucket; b++) {
-    const grid = new BucketGrid(opts.measure, 2 ** b);
+    const grid = new BucketGrid(opts.measure, bucketN(b), order);
     const previous = grids[b - 1];
-    for (const path of paths) {
-      if (method === "exhaustive") {
-        for (let wi = 0; wi < WARPS.length; wi++) {
-          for (let ri = 0; ri < ROWS_PER_WARP.length; ri++) grid.get({ path, wi, ri });
-        }
-      } else {
+    if (method === "exhaustive") {
+      for (const c of space) grid.get(c);
+    } else {
+      // Paths in the order they finished at the previous bucket, so the leader sets the bar early.
+      const paths = previous === undefined ? [...opts.paths] : [...opts.paths].sort((a, z) => previous.best(a) - previous.best(z));
+      for (const path of paths) {
         const last = previous?.ranked(path)[0];
-        // Vector comes first in PATHS, so its best here is known by now.
-        if (path === "tma" && last !== undefined && tmaFarBehind(grid, previous!, last)) continue;
-        const seeds = last === undefined || grid.n < FLAT_FROM_N ? fixedSeeds(path) : [];
-        walk(grid, last === undefined ? seeds : [...seeds, last]);
+        if (path !== "vector" && last !== undefined && farBehind(grid, previous!, path, last)) continue;
+        const seeds = last === undefined || grid.n < FLAT_FROM_N ? fixedSeeds(path).filter(allowed) : [];
+        walk(grid, last === undefined ? seeds : [...seeds, last], allowed);
       }
     }
-    confirm(grid, paths);
+    confirm(grid, opts.paths);
     grids.push(grid);
-    opts.onProgress?.(b + 1, total, `n = ${grid.n}`);
+    opts.onProgress?.(b + 1, maxBucket + 1, `n = ${grid.n}`);
   }
 
-  const buckets: Bucket[] = grids.map((grid, b) => {
-    const bestVector = grid.choice(grid.ranked("vector")[0]!);
-    const bestTma = opts.tmaAllowed ? grid.choice(grid.ranked("tma")[0]!) : null;
-    // Ties go to vector: it is the path every call may take.
-    const best = bestTma !== null && bestTma.us < bestVector.us ? bestTma : bestVector;
-    return { bucket: b, n: grid.n, best: { ...best }, bestVector, bestTma };
+  const buckets: Bucket[] = grids.map((grid, bucket) => {
+    const ranked = opts.paths
+      .flatMap((path) => {
+        const p = grid.ranked(path)[0];
+        return p === undefined ? [] : [grid.choice(p)];
+      })
+      .sort((a, z) => a.us - z.us || order.get(configName(a))! - order.get(configName(z))!);
+    return { bucket, n: grid.n, ranked };
   });
   const perBucket = grids.map((g) => g.calls);
-  const configsMeasured = grids.reduce((a, g) => a + g.distinct, 0);
-
   const finished = now();
-  const profile: LayoutProfile = {
-    tunedAt: new Date(finished).toISOString(),
-    tuneMs: Math.max(0, finished - started),
-    method,
-    crossoverN: computeCrossoverN(buckets),
-    buckets,
+  return {
+    profile: {
+      tunedAt: new Date(finished).toISOString(),
+      tuneMs: Math.max(0, finished - started),
+      method,
+      pdl: opts.pdl,
+      buckets,
+    },
+    stats: {
+      measurements: perBucket.reduce((a, c) => a + c, 0),
+      configsMeasured: grids.reduce((a, g) => a + g.distinct, 0),
+      configsTotal: (maxBucket + 1) * space.length,
+      perBucket,
+    },
   };
-  const stats: TuneStats = {
-    measurements: perBucket.reduce((a, c) => a + c, 0),
-    configsMeasured,
-    configsTotal: (maxBucket + 1) * paths.length * WARPS.length * ROWS_PER_WARP.length,
-    perBucket,
-  };
-  return { profile, stats };
 }
 
-/** A config as grid coordinates: indices into WARPS and ROWS_PER_WARP. */
-interface Point {
-  path: Path;
-  wi: number;
-  ri: number;
+function configName(c: LaunchConfig): string {
+  return `${c.path}:${c.warps}:${c.rowsPerWarp}`;
 }
 
-function pathsFor(tmaAllowed: boolean): readonly Path[] {
-  return tmaAllowed ? PATHS : ["vector"];
-}
-
-function configOf(p: Point): LaunchConfig {
-  return { path: p.path, warps: WARPS[p.wi]!, rowsPerWarp: ROWS_PER_WARP[p.ri]! };
-}
-
-/** Position in configSpace order; the tie-breaker. */
-function orderOf(p: Point): number {
-  return (PATHS.indexOf(p.path) * WARPS.length + p.wi) * ROWS_PER_WARP.length + p.ri;
-}
-
-function inGrid(p: Point): boolean {
-  return p.wi >= 0 && p.wi < WARPS.length && p.ri >= 0 && p.ri < ROWS_PER_WARP.length;
-}
-
-/**
- * The next warp count up or down, or any other rows-per-warp value: rows has only three values
- * and is not convex (see the module doc), so 1 → 4 must be one step.
- */
-function neighbours(p: Point): Point[] {
-  const out: Point[] = [];
-  for (const wi of [p.wi - 1, p.wi + 1]) out.push({ path: p.path, wi, ri: p.ri });
-  for (let ri = 0; ri < ROWS_PER_WARP.length; ri++) if (ri !== p.ri) out.push({ path: p.path, wi: p.wi, ri });
-  return out.filter(inGrid);
-}
-
-/** The timings of one bucket: every config's fastest time so far, and how many calls it took. */
+/** The timings of one bucket: every launch's fastest time so far, and how many calls it took. */
 class BucketGrid {
   calls = 0;
-  readonly #best = new Map<number, { p: Point; us: number }>();
+  readonly #best = new Map<string, { config: LaunchConfig; us: number }>();
 
   constructor(
     readonly measure: MeasureFn,
     readonly n: number,
+    readonly order: ReadonlyMap<string, number>,
   ) {}
 
   get distinct(): number {
     return this.#best.size;
   }
 
-  /** The config's fastest time, timing it first if it never was. */
-  get(p: Point): number {
-    return this.#best.get(orderOf(p))?.us ?? this.retime(p);
+  /** The launch's fastest time, timing it first if it never was. */
+  get(config: LaunchConfig): number {
+    return this.#best.get(configName(config))?.us ?? this.retime(config);
   }
 
-  /** Times the config (again) and returns its fastest time so far. */
-  retime(p: Point): number {
-    const cfg = configOf(p);
-    const us = this.measure(cfg, this.n);
+  /** Times the launch (again) and returns its fastest time so far. */
+  retime(config: LaunchConfig): number {
+    const us = this.measure(config, this.n);
     this.calls++;
     if (typeof us !== "number" || !Number.isFinite(us) || us <= 0) {
       throw new RangeError(
-        `measure(${cfg.path}, ${cfg.warps} warps, ${cfg.rowsPerWarp} rows/warp, n = ${this.n}) returned ${String(us)}; ` +
+        `measure(${config.path}, ${config.warps} warps, ${config.rowsPerWarp} rows/warp, n = ${this.n}) returned ${String(us)}; ` +
           "expected a positive number of microseconds",
       );
     }
-    const key = orderOf(p);
+    const key = configName(config);
     const seen = this.#best.get(key);
-    const fastest = seen === undefined ? us : Math.min(seen.us, us);
-    this.#best.set(key, { p, us: fastest });
-    return fastest;
+    this.#best.set(key, { config, us: seen === undefined ? us : Math.min(seen.us, us) });
+    return this.#best.get(key)!.us;
   }
 
-  /** The timed configs of one path, fastest first, ties in configSpace order. */
-  ranked(path: Path): Point[] {
-    return [...this.#best.entries()]
-      .filter(([, v]) => v.p.path === path)
-      .sort(([ka, a], [kb, b]) => a.us - b.us || ka - kb)
-      .map(([, v]) => v.p);
+  /** The timed launches of one path, fastest first, ties in configSpace order. */
+  ranked(path: Path): LaunchConfig[] {
+    return [...this.#best.values()]
+      .filter((v) => v.config.path === path)
+      .sort((a, z) => a.us - z.us || this.order.get(configName(a.config))! - this.order.get(configName(z.config))!)
+      .map((v) => v.config);
   }
 
-  choice(p: Point): Choice {
-    return { ...configOf(p), us: this.get(p) };
+  /** The fastest time of a path in this bucket (Infinity when none was timed). */
+  best(path: Path): number {
+    const p = this.ranked(path)[0];
+    return p === undefined ? Infinity : this.get(p);
+  }
+
+  /** The fastest time of any path. */
+  bestOfAll(): number {
+    let best = Infinity;
+    for (const v of this.#best.values()) best = Math.min(best, v.us);
+    return best;
+  }
+
+  choice(config: LaunchConfig): Choice {
+    return { path: config.path, warps: config.warps, rowsPerWarp: config.rowsPerWarp, us: this.get(config) };
   }
 
   /** true when a is faster than b, or as fast and first in configSpace order. */
-  faster(a: Point, b: Point): boolean {
+  faster(a: LaunchConfig, b: LaunchConfig): boolean {
     const ta = this.get(a);
     const tb = this.get(b);
-    return ta < tb || (ta === tb && orderOf(a) < orderOf(b));
+    return ta < tb || (ta === tb && this.order.get(configName(a))! < this.order.get(configName(b))!);
   }
 }
 
-/** The fixed starting points of a path: warps {@link SEED_WARPS}, one row per warp. */
-function fixedSeeds(path: Path): Point[] {
-  return SEED_WARPS.map((w) => ({ path, wi: WARPS.indexOf(w), ri: 0 }));
+/** The fixed starting points of a path: warps {@link SEED_WARPS} (spread: its one shape), one row per warp. */
+function fixedSeeds(path: Path): LaunchConfig[] {
+  return path === "spread" ? [{ path, warps: 0, rowsPerWarp: 1 }] : SEED_WARPS.map((warps) => ({ path, warps, rowsPerWarp: 1 }));
+}
+
+/**
+ * The next warp count up or down, or any other rows-per-warp value: rows has only three values
+ * and is not convex (see the module doc), so 1 → 4 must be one step.
+ */
+function neighbours(c: LaunchConfig): LaunchConfig[] {
+  const out: LaunchConfig[] = [];
+  const ws = warpsOf(c.path);
+  const wi = ws.indexOf(c.warps);
+  for (const w of [ws[wi - 1], ws[wi + 1]]) if (w !== undefined) out.push({ ...c, warps: w });
+  for (const rowsPerWarp of ROWS_PER_WARP) if (rowsPerWarp !== c.rowsPerWarp) out.push({ ...c, rowsPerWarp });
+  return out;
 }
 
 /**
  * Times the seeds, then descends from the fastest over {@link neighbours} until no neighbour is
  * faster. Each step strictly lowers the time on a finite grid, so it ends.
  */
-function walk(grid: BucketGrid, seeds: readonly Point[]): void {
+function walk(grid: BucketGrid, seeds: readonly LaunchConfig[], allowed: (config: LaunchConfig) => boolean): void {
+  if (seeds.length === 0) return;
   let at = seeds[0]!;
   for (const s of seeds) if (grid.faster(s, at)) at = s;
   for (;;) {
     let next = at;
-    for (const q of neighbours(at)) if (grid.faster(q, next)) next = q;
+    for (const q of neighbours(at)) if (allowed(q) && grid.faster(q, next)) next = q;
     if (next === at) return;
     at = next;
   }
 }
 
-/** Times the {@link CONFIRM_TOP} fastest configs of each path again; TMA's only while it is close. */
-function confirm(grid: BucketGrid, paths: readonly Path[]): void {
-  // Decided before vector's own re-timing, which can only lower vector's time: the more
-  // generous comparison for TMA.
-  const tmaBehind = paths.includes("tma") && behind(grid, grid.get(grid.ranked("tma")[0]!));
-  for (const path of paths) {
-    if (path === "tma" && tmaBehind) continue;
-    for (const p of grid.ranked(path).slice(0, CONFIRM_TOP)) grid.retime(p);
-  }
-}
-
-/** Whether a TMA time is more than {@link TMA_BEHIND} slower than vector's best in this bucket. */
-function behind(grid: BucketGrid, tmaUs: number): boolean {
-  return tmaUs > grid.get(grid.ranked("vector")[0]!) * (1 + TMA_BEHIND);
+/** Whether a time is more than {@link BEHIND} slower than the bucket's best so far. */
+function behind(grid: BucketGrid, us: number): boolean {
+  return us > grid.bestOfAll() * (1 + BEHIND);
 }
 
 /**
- * True while TMA is clearly out of the running: its best at the previous bucket trailed vector
- * by more than {@link TMA_BEHIND}, and at this n so do that same config and TMA in the shape
- * vector now wins with (TMA's own last winner goes stale while it is not walked, and the two
- * paths' landscapes move alike). Any of them close enough, and TMA gets its walk.
+ * True while `path` is clearly out of the running: its best at the previous bucket trailed that
+ * bucket's best by more than {@link BEHIND}, and its last winner, timed again here, still does.
  */
-function tmaFarBehind(grid: BucketGrid, previous: BucketGrid, last: Point): boolean {
-  if (!behind(previous, previous.get(previous.ranked("tma")[0]!))) return false;
-  if (!behind(grid, grid.get(last))) return false;
-  const v = grid.ranked("vector")[0]!;
-  return behind(grid, grid.get({ path: "tma", wi: v.wi, ri: v.ri }));
+function farBehind(grid: BucketGrid, previous: BucketGrid, path: Path, last: LaunchConfig): boolean {
+  if (!behind(previous, previous.best(path))) return false;
+  return behind(grid, grid.get(last));
+}
+
+/** Times the {@link CONFIRM_TOP} fastest launches of each path in reach again. */
+function confirm(grid: BucketGrid, paths: readonly Path[]): void {
+  const reach = paths.filter((path) => path === "vector" || !behind(grid, grid.best(path)));
+  for (const path of reach) for (const c of grid.ranked(path).slice(0, CONFIRM_TOP)) grid.retime(c);
 }

@@ -6,18 +6,19 @@
 
 import { check, native } from "../ffi/native.ts";
 import {
-  MLA_KV_PATH_TMA,
-  MLA_KV_PATH_VECTOR,
+  MLA_KV_PATH_CODES,
   MLA_KV_PROP_CC_MAJOR,
   MLA_KV_PROP_CC_MINOR,
   MLA_KV_PROP_DRIVER_VERSION,
+  MLA_KV_PROP_FREE_MEMORY,
   MLA_KV_PROP_L2_BYTES,
   MLA_KV_PROP_RUNTIME_VERSION,
   MLA_KV_PROP_SMEM_PER_BLOCK_OPTIN,
   MLA_KV_PROP_SM_COUNT,
   MLA_KV_PROP_TOTAL_MEMORY,
 } from "../ffi/abi.ts";
-import type { Path } from "./dispatch.ts";
+import type { DeviceFacts } from "./eligibility.ts";
+import type { Path } from "./vocabulary.ts";
 import { describeValue, invalidArgument, MlaKvError } from "../ffi/errors.ts";
 import { validateDevice } from "./validate.ts";
 
@@ -86,23 +87,43 @@ export function deviceInfo(device = 0): DeviceInfo {
   return info;
 }
 
-const PATH_CODES: Readonly<Record<Path, number>> = { vector: MLA_KV_PATH_VECTOR, tma: MLA_KV_PATH_TMA };
+/** Bytes free on `device` now (read every time: it changes). */
+export function deviceFreeMemory(device = 0): number {
+  validateDevice(device, "device");
+  const out = new BigInt64Array(1);
+  return property(device, MLA_KV_PROP_FREE_MEMORY, out);
+}
 
-// Cached like deviceInfo, indexed by device without building a key: setMlaKvBuffer asks on
-// every call that may pick TMA.
-const supportCache: Record<Path, (boolean | undefined)[]> = { vector: [], tma: [] };
+// Indexed by device without building a key: setMlaKvBuffer asks on every call.
+const factsCache: (DeviceFacts | undefined)[] = [];
 
-/** True when `device` can run `path` (the TMA path needs sm_90 or newer). Cached. */
+/** What path eligibility needs to know about `device` (eligibility.ts), read once with deviceInfo. */
+export function deviceFacts(device: number): DeviceFacts {
+  const cached = factsCache[device];
+  if (cached !== undefined) return cached;
+  const info = deviceInfo(device);
+  const facts: DeviceFacts = Object.freeze({ ccMajor: info.computeCapability[0], smemPerBlockOptin: info.smemPerBlockOptin });
+  factsCache[device] = facts;
+  return facts;
+}
+
+// Cached like deviceInfo.
+const supportCache = new Map<string, boolean>();
+
+/** True when `device` can run `path` for some write (the TMA path needs sm_90 or newer). Cached. */
 export function supportsPath(device: number, path: Path): boolean {
-  const code = Object.hasOwn(PATH_CODES, path) ? PATH_CODES[path] : undefined;
-  if (code === undefined) throw invalidArgument("path", `expected "vector" or "tma", got ${describeValue(path)}`);
-  const cached = supportCache[path][device];
+  const code = Object.hasOwn(MLA_KV_PATH_CODES, path) ? MLA_KV_PATH_CODES[path] : undefined;
+  if (code === undefined) {
+    throw invalidArgument("path", `expected one of ${Object.keys(MLA_KV_PATH_CODES).map((p) => `"${p}"`).join(", ")}, got ${describeValue(path)}`);
+  }
+  const key = `${device}:${path}`;
+  const cached = supportCache.get(key);
   if (cached !== undefined) return cached;
   validateDevice(device, "device");
   const out = new Int32Array(1);
   check(native().mla_kv_path_supported(device, code, out), "mla_kv_path_supported", "device");
   const supported = out[0] === 1;
-  supportCache[path][device] = supported;
+  supportCache.set(key, supported);
   return supported;
 }
 

@@ -4,57 +4,53 @@
  * `planSetMlaKvBuffer` checks the four tensors of a write against each other and reduces them to
  * rows: one base address, a row stride in bytes and the bytes used per row, for the cache and each
  * source. It is pure (it reads metadata and never touches the GPU), so every rule is testable on a
- * machine without one, and the C side only has to recheck what it cannot trust.
+ * machine without one, and the C side only has to recheck what it cannot trust. A plan is also
+ * the write's layout (what dispatch tables are keyed by) and its geometry (what decides which
+ * paths may run it), so the hot path derives each once.
  *
  * @module
  */
 
-import type { LayoutKeyInput } from "./dispatch.ts";
 import { DTYPES, type DType } from "./dtypes.ts";
+import { alignmentOf, type WriteGeometry } from "./eligibility.ts";
 import { describeValue, invalidArgument, MlaKvError } from "../ffi/errors.ts";
-import { DS_MLA, flatFp8ShapeProblem, isQuantized, quantizedRowBytes, type QuantizedFormat, type SourceDtype, type WriteFormat } from "./write_format.ts";
+import type { WriteLayout } from "./layout_key.ts";
 import { DeviceTensor } from "./tensor.ts";
 import { validateDevice } from "./validate.ts";
+import {
+  FORMAT_SCALE_RULES,
+  isPaged,
+  isQuantized,
+  REQUESTED_FORMATS,
+  type QuantizedFormat,
+  type RequestedFormat,
+  type ScaleRule,
+  type SourceDtype,
+  type WriteFormat,
+} from "./vocabulary.ts";
+import { formatRowBytes, pageBytes, quantizedShapeProblem } from "./write_format.ts";
 
-/** Everything `mla_kv_set_kv_buffer` needs, derived from the tensors of one write. */
-export interface SetMlaKvBufferPlan {
+/** Everything the C write needs, derived from the tensors of one write. */
+export interface SetMlaKvBufferPlan extends WriteLayout, WriteGeometry {
   readonly device: number;
-  /** Address of slot 0 of the cache. */
+  /** Address of slot 0 (a paged format: of page 0) of the cache. */
   readonly cachePtr: number;
-  /** Number of slots (rows) in the cache; loc values must be below it. */
+  /** Number of slots in the cache; loc values must be below it. */
   readonly capacity: number;
+  /** Bytes between cache rows (a paged format: between pages). */
   readonly cacheRowStrideBytes: number;
   readonly locPtr: number;
-  /** 4 for int32 loc, 8 for int64. */
-  readonly locBytes: 4 | 8;
   /** Rows to write; 0 means the caller launches nothing. */
   readonly n: number;
   readonly nopePtr: number;
   readonly nopeRowStrideBytes: number;
-  /** Bytes of each kNope row, written at the start of the cache row. */
-  readonly nopeBytes: number;
+  /** 0 when there is no rope part (kRope omitted). */
   readonly ropePtr: number;
   readonly ropeRowStrideBytes: number;
-  /** Bytes of each kRope row, written right after the nope bytes (a copy). */
-  readonly ropeBytes: number;
-  /** How rows are stored: a byte copy, or quantized to fp8 from bf16/fp16 sources. */
-  readonly format: WriteFormat;
-  /** The sources' dtype when the write quantizes, else null. */
-  readonly sourceDtype: SourceDtype | null;
   /** Elements of each kNope and kRope row. */
   readonly nopeElems: number;
   readonly ropeElems: number;
-  /** Bytes the write stores into each cache row. */
-  readonly rowBytes: number;
-  /** True when the TMA path may be used (see {@link tmaMisalignments}). */
-  readonly tmaAligned: boolean;
 }
-
-/** The formats a caller may ask for: `"fp8"` is the flat fp8 of the cache's own dtype. */
-export type RequestedFormat = "copy" | "fp8" | "fp8_ds_mla";
-
-/** Every {@link RequestedFormat}, for validation. */
-export const REQUESTED_FORMATS: readonly RequestedFormat[] = ["copy", "fp8", "fp8_ds_mla"];
 
 /** Options that constrain a plan. */
 export interface PlanOptions {
@@ -62,33 +58,13 @@ export interface PlanOptions {
   device?: number;
   /**
    * How to store rows. Default: a copy when the sources have the cache's dtype, flat fp8 when an
-   * fp8_e4m3/fp8_e5m2 cache gets bf16/fp16 sources. `"fp8_ds_mla"` must be asked for.
+   * fp8_e4m3/fp8_e5m2 cache gets bf16/fp16 sources. The tile-scaled formats must be asked for.
    */
   format?: RequestedFormat;
-}
-
-/** The alignment, in bytes, that TMA bulk copies require of addresses, strides and sizes. */
-export const TMA_ALIGNMENT = 16;
-
-/**
- * Whether rows of this layout can ever take the TMA path. A copy needs the nope and rope byte
- * sizes (and so the row) to be multiples of {@link TMA_ALIGNMENT}; a quantizing write stages the
- * converted row, so only the cache row's size matters. Addresses and strides are per call; the
- * tuner, which times on aligned scratch buffers, only needs this.
- */
-export function layoutAllowsTma(layout: LayoutKeyInput): boolean {
-  if (isQuantized(layout.format)) return layoutRowBytes(layout) % TMA_ALIGNMENT === 0;
-  return layout.nopeBytes % TMA_ALIGNMENT === 0 && layout.ropeBytes % TMA_ALIGNMENT === 0;
-}
-
-/**
- * Bytes each cache row of a layout receives: a copy's nope and rope bytes, or the quantizing
- * format's row (its sources are 2-byte bf16/fp16 elements).
- */
-export function layoutRowBytes(layout: LayoutKeyInput): number {
-  return isQuantized(layout.format)
-    ? quantizedRowBytes(layout.format, layout.nopeBytes / 2, layout.ropeBytes / 2)
-    : layout.nopeBytes + layout.ropeBytes;
+  /** Tokens a page, for the paged formats (fp8_ds_v4, fp8_indexer); required there. */
+  pageSize?: number;
+  /** The scale rule of a tile-scaled format; default: the format's own (see FORMAT_SCALE_RULES). */
+  scaleRule?: ScaleRule;
 }
 
 const ROW_DTYPE_NAMES = "bf16, fp16, u8, fp8_e4m3 or fp8_e5m2";
@@ -211,54 +187,18 @@ function expectSameDevice(tensor: DeviceTensor, argument: string, device: number
   }
 }
 
-/** The plan values the TMA path's alignment depends on. */
-export type TmaAlignmentInput = Pick<
-  SetMlaKvBufferPlan,
-  "cachePtr" | "cacheRowStrideBytes" | "nopePtr" | "nopeRowStrideBytes" | "nopeBytes" | "ropePtr" | "ropeRowStrideBytes" | "ropeBytes"
-> & Partial<Pick<SetMlaKvBufferPlan, "format" | "rowBytes">>;
-
-/**
- * The names of the plan values that are not multiples of {@link TMA_ALIGNMENT}, with their
- * values; empty when the TMA path may be used. The set is exactly what the library checks before
- * running TMA, so the automatic choice never picks a path the library then refuses: for a copy,
- * the cache, nope and rope addresses, their row strides and the nope and rope sizes; for a
- * quantizing write (which reads sources into registers and stages the converted row), the cache
- * address, its row stride and the row size. `loc` is read with plain loads and only needs its
- * natural alignment.
- */
-export function tmaMisalignments(plan: TmaAlignmentInput): string[] {
-  const checked: Record<string, number> = isQuantized(plan.format)
-    ? { cachePtr: plan.cachePtr, cacheRowStrideBytes: plan.cacheRowStrideBytes, rowBytes: plan.rowBytes ?? 0 }
-    : {
-        cachePtr: plan.cachePtr,
-        cacheRowStrideBytes: plan.cacheRowStrideBytes,
-        nopePtr: plan.nopePtr,
-        nopeRowStrideBytes: plan.nopeRowStrideBytes,
-        nopeBytes: plan.nopeBytes,
-        ropePtr: plan.ropePtr,
-        ropeRowStrideBytes: plan.ropeRowStrideBytes,
-        ropeBytes: plan.ropeBytes,
-      };
-  const misaligned: string[] = [];
-  for (const [name, value] of Object.entries(checked)) {
-    if (value % TMA_ALIGNMENT !== 0) misaligned.push(`${name} = ${name.endsWith("Ptr") ? `0x${value.toString(16)}` : value}`);
-  }
-  return misaligned;
-}
-
 /**
  * Checks the tensors of one write and derives the C call's arguments.
  *
- * - `kvBuffer`: [slots, W], [slots, 1, W] or [pages, pageSize, W]; last dimension contiguous.
- *   capacity = product of the leading dimensions.
+ * - `kvBuffer`: [slots, W], [slots, 1, W] or [pages, pageSize, W] (row formats); [pages, pageBytes]
+ *   u8 for the paged formats, with `options.pageSize`; last dimension contiguous.
  * - `kNope`, `kRope`: [n, d] or [n, 1, d]; last dimension contiguous, rows may be strided (views
- *   of wider tensors).
- *   - a copy: the cache's dtype (bf16, fp16, u8, fp8_e4m3 or fp8_e5m2); 0 < d_nope + d_rope <= W
- *     (one part may be empty).
+ *   of wider tensors). `kRope` may be omitted (undefined) when the format has no rope part.
+ *   - a copy: the cache's dtype (bf16, fp16, u8, fp8_e4m3 or fp8_e5m2); 0 < d_nope + d_rope <= W.
  *   - flat fp8 (an fp8_e4m3 or fp8_e5m2 cache, bf16 or fp16 sources): d_nope a multiple of 16 up
  *     to 1024, d_rope a multiple of 2 up to 128, 0 < d_nope + d_rope <= W.
- *   - fp8_ds_mla (a u8 or fp8_e4m3 cache, bf16 or fp16 sources): d_nope = 512, d_rope = 64,
- *     W >= 656.
+ *   - fp8_ds_mla (a u8 or fp8_e4m3 cache): 512 + 64, W >= 656; fp8_ds_v4: 448 + 64; fp8_indexer:
+ *     128 + none.
  * - `loc`: [n] or [n, 1], contiguous, i32 or i64.
  * - All on one device (and on `options.device` when given); n may be 0.
  *
@@ -269,28 +209,23 @@ export function planSetMlaKvBuffer(
   kvBuffer: DeviceTensor,
   loc: DeviceTensor,
   kNope: DeviceTensor,
-  kRope: DeviceTensor,
+  kRope: DeviceTensor | undefined,
   options: PlanOptions = {},
 ): SetMlaKvBufferPlan {
   const cache = expectTensor(kvBuffer, "kvBuffer");
   const locTensor = expectTensor(loc, "loc");
   const nope = expectTensor(kNope, "kNope");
-  const rope = expectTensor(kRope, "kRope");
+  const rope = kRope === undefined ? undefined : expectTensor(kRope, "kRope");
 
   const dtype = cache.dtype;
   if (!WRITABLE.has(dtype)) throw invalidArgument("kvBuffer", `expected dtype ${ROW_DTYPE_NAMES}, got ${dtype}`);
   const format = writeFormatOf(dtype, nope.dtype, options.format);
-  if (isQuantized(format)) {
-    if (nope.dtype !== "bf16" && nope.dtype !== "fp16") {
-      throw invalidArgument("kNope", `expected dtype bf16 or fp16 (a ${format} write quantizes them), got ${nope.dtype}`);
-    }
-    if (rope.dtype !== nope.dtype) throw invalidArgument("kRope", `expected dtype ${nope.dtype} (kNope's dtype), got ${rope.dtype}`);
-  } else {
-    if (nope.dtype !== dtype) throw invalidArgument("kNope", `expected dtype ${dtype} (the cache's dtype), got ${nope.dtype}`);
-    if (rope.dtype !== dtype) throw invalidArgument("kRope", `expected dtype ${dtype} (the cache's dtype), got ${rope.dtype}`);
-  }
+  const sourceDtype = isQuantized(format) ? checkQuantizedDtypes(format, nope, rope) : checkCopyDtypes(dtype, nope, rope);
   if (locTensor.dtype !== "i32" && locTensor.dtype !== "i64") {
     throw invalidArgument("loc", `expected dtype i32 or i64, got ${locTensor.dtype}`);
+  }
+  if (rope === undefined && format !== "fp8_indexer") {
+    throw invalidArgument("kRope", `expected a DeviceTensor (only the fp8_indexer format has no rope part), got undefined`);
   }
 
   const device = cache.device;
@@ -300,18 +235,40 @@ export function planSetMlaKvBuffer(
   }
   expectSameDevice(locTensor, "loc", device, "kvBuffer's device");
   expectSameDevice(nope, "kNope", device, "kvBuffer's device");
-  expectSameDevice(rope, "kRope", device, "kvBuffer's device");
+  if (rope !== undefined) expectSameDevice(rope, "kRope", device, "kvBuffer's device");
 
-  const rows = cacheRows(cache);
   const n = locRows(locTensor);
   const nopeRows = sourceRows(nope, "kNope");
-  const ropeRows = sourceRows(rope, "kRope");
+  const ropeRows = rope === undefined ? { n, width: 0, rowStride: 0 } : sourceRows(rope, "kRope");
   if (nopeRows.n !== n) throw invalidArgument("kNope", `expected ${n} rows (as many as loc), got ${nopeRows.n}`);
   if (ropeRows.n !== n) throw invalidArgument("kRope", `expected ${n} rows (as many as loc), got ${ropeRows.n}`);
+  const sourceBytes = DTYPES[nope.dtype].bytes;
+  const nopeBytes = nopeRows.width * sourceBytes;
+  const ropeBytes = ropeRows.width * sourceBytes;
+  const rowBytes = formatRowBytes(format, nopeBytes, ropeBytes);
+  const pageSize = pageSizeFor(format, options.pageSize);
+  const scaleRule = scaleRuleFor(format, options.scaleRule);
+
   const cacheBytes = DTYPES[dtype].bytes;
-  const rowBytes = isQuantized(format)
-    ? checkQuantizedShapes(format, rows.width * cacheBytes, nopeRows.width, ropeRows.width, nope, rope)
-    : checkCopyShapes(dtype, rows.width, nopeRows.width, ropeRows.width, nope, rope) * cacheBytes;
+  let capacity: number;
+  let cacheRowStrideBytes: number;
+  if (isPaged(format)) {
+    ({ capacity, cacheRowStrideBytes } = cachePages(cache, format as "fp8_ds_v4" | "fp8_indexer", pageSize));
+    checkQuantizedShapes(format as QuantizedFormat, nopeRows.width, ropeRows.width);
+  } else {
+    const rows = cacheRows(cache);
+    capacity = rows.capacity;
+    cacheRowStrideBytes = rows.rowStride * cacheBytes;
+    const widthBytes = rows.width * cacheBytes;
+    if (isQuantized(format)) {
+      checkQuantizedShapes(format, nopeRows.width, ropeRows.width);
+      if (rowBytes > widthBytes) {
+        throw invalidArgument("kvBuffer", `expected rows of at least ${rowBytes} bytes for a ${format} write of ${nopeRows.width} + ${ropeRows.width} elements, got ${widthBytes}`);
+      }
+    } else {
+      checkCopyShapes(dtype, rows.width, nopeRows.width, ropeRows.width, nope, rope);
+    }
+  }
 
   const locBytes = DTYPES[locTensor.dtype].bytes as 4 | 8;
   const locPtr = locTensor.ptr;
@@ -319,43 +276,53 @@ export function planSetMlaKvBuffer(
     // The kernel reads loc with plain typed loads, which fault on a misaligned address.
     throw invalidArgument("loc", `expected an address aligned to its ${locBytes}-byte elements, got 0x${locPtr.toString(16)}`);
   }
-
-  const sourceBytes = DTYPES[nope.dtype].bytes;
-  const fields = {
+  const nopePtr = nope.ptr;
+  const ropePtr = rope === undefined ? 0 : rope.ptr;
+  const nopeRowStrideBytes = nopeRows.rowStride * sourceBytes;
+  const ropeRowStrideBytes = ropeRows.rowStride * sourceBytes;
+  const cachePtr = cache.ptr;
+  // What a path's alignment rule looks at (eligibility.ts): a quantizing write reads its sources
+  // into registers whatever their alignment, so only the cache side counts for it.
+  const aligned = isQuantized(format)
+    ? [cachePtr, cacheRowStrideBytes, rowBytes]
+    : [cachePtr, cacheRowStrideBytes, ...(nopeBytes > 0 ? [nopePtr, nopeRowStrideBytes, nopeBytes] : []), ...(ropeBytes > 0 ? [ropePtr, ropeRowStrideBytes, ropeBytes] : [])];
+  return {
     device,
-    cachePtr: cache.ptr,
-    capacity: rows.capacity,
-    cacheRowStrideBytes: rows.rowStride * cacheBytes,
+    cachePtr,
+    capacity,
+    cacheRowStrideBytes,
     locPtr,
     locBytes,
     n,
-    nopePtr: nope.ptr,
-    nopeRowStrideBytes: nopeRows.rowStride * sourceBytes,
-    nopeBytes: nopeRows.width * sourceBytes,
-    ropePtr: rope.ptr,
-    ropeRowStrideBytes: ropeRows.rowStride * sourceBytes,
-    ropeBytes: ropeRows.width * sourceBytes,
+    nopePtr,
+    nopeRowStrideBytes,
+    nopeBytes,
+    ropePtr,
+    ropeRowStrideBytes,
+    ropeBytes,
     format,
-    sourceDtype: isQuantized(format) ? (nope.dtype as SourceDtype) : null,
+    sourceDtype,
     nopeElems: nopeRows.width,
     ropeElems: ropeRows.width,
+    pageSize,
+    scaleRule,
     rowBytes,
+    alignment: alignmentOf(aligned),
   };
-  return { ...fields, tmaAligned: isTmaAligned(fields) };
 }
 
 /** The write's format from the dtypes and what was asked for. */
 function writeFormatOf(cacheDtype: DType, sourceDtype: DType, requested: RequestedFormat | undefined): WriteFormat {
   if (requested !== undefined && !REQUESTED_FORMATS.includes(requested)) {
-    throw invalidArgument("options.format", `expected "copy", "fp8" or "fp8_ds_mla", got ${describeValue(requested)}`);
+    throw invalidArgument("options.format", `expected one of ${REQUESTED_FORMATS.map((f) => `"${f}"`).join(", ")}, got ${describeValue(requested)}`);
   }
   const fp8Cache = cacheDtype === "fp8_e4m3" || cacheDtype === "fp8_e5m2";
   const wideSources = sourceDtype === "bf16" || sourceDtype === "fp16";
-  if (requested === "fp8_ds_mla") {
+  if (requested === "fp8_ds_mla" || requested === "fp8_ds_v4" || requested === "fp8_indexer") {
     if (cacheDtype !== "u8" && cacheDtype !== "fp8_e4m3") {
-      throw invalidArgument("kvBuffer", `expected dtype u8 or fp8_e4m3 for the fp8_ds_mla format (656-byte rows of mixed content), got ${cacheDtype}`);
+      throw invalidArgument("kvBuffer", `expected dtype u8 or fp8_e4m3 for the ${requested} format (rows of mixed content), got ${cacheDtype}`);
     }
-    return "fp8_ds_mla";
+    return requested;
   }
   if (requested === "fp8" || (requested === undefined && fp8Cache && wideSources)) {
     if (!fp8Cache) {
@@ -366,13 +333,32 @@ function writeFormatOf(cacheDtype: DType, sourceDtype: DType, requested: Request
   return "copy";
 }
 
-/** A copy's shape rules; returns the elements each cache row receives. */
-function checkCopyShapes(dtype: DType, width: number, nopeWidth: number, ropeWidth: number, nope: DeviceTensor, rope: DeviceTensor): number {
+function checkCopyDtypes(dtype: DType, nope: DeviceTensor, rope: DeviceTensor | undefined): null {
+  if (nope.dtype !== dtype) throw invalidArgument("kNope", `expected dtype ${dtype} (the cache's dtype), got ${nope.dtype}`);
+  if (rope !== undefined && rope.dtype !== dtype) throw invalidArgument("kRope", `expected dtype ${dtype} (the cache's dtype), got ${rope.dtype}`);
+  return null;
+}
+
+function checkQuantizedDtypes(format: QuantizedFormat, nope: DeviceTensor, rope: DeviceTensor | undefined): SourceDtype {
+  if (nope.dtype !== "bf16" && nope.dtype !== "fp16") {
+    throw invalidArgument("kNope", `expected dtype bf16 or fp16 (a ${format} write quantizes them), got ${nope.dtype}`);
+  }
+  if (rope !== undefined && rope.dtype !== nope.dtype) throw invalidArgument("kRope", `expected dtype ${nope.dtype} (kNope's dtype), got ${rope.dtype}`);
+  for (const [tensor, name] of [[nope, "kNope"], [rope, "kRope"]] as const) {
+    if (tensor !== undefined && tensor.ptr % 2 !== 0) {
+      throw invalidArgument(name, `expected an address aligned to its 2-byte elements, got 0x${tensor.ptr.toString(16)}`);
+    }
+  }
+  return nope.dtype;
+}
+
+/** A copy's shape rules. */
+function checkCopyShapes(dtype: DType, width: number, nopeWidth: number, ropeWidth: number, nope: DeviceTensor, rope: DeviceTensor | undefined): void {
   if (nopeWidth > width) {
     throw invalidArgument("kNope", `expected at most ${width} columns of ${dtype} (the cache row width), got ${nopeWidth}`);
   }
   if (nopeWidth + ropeWidth === 0) {
-    throw invalidArgument("kNope", `expected at least one column in kNope or kRope, got shapes ${shapeText(nope)} and ${shapeText(rope)}`);
+    throw invalidArgument("kNope", `expected at least one column in kNope or kRope, got shapes ${shapeText(nope)} and ${rope === undefined ? "none" : shapeText(rope)}`);
   }
   const ropeRoom = width - nopeWidth;
   if (ropeWidth > ropeRoom) {
@@ -381,51 +367,48 @@ function checkCopyShapes(dtype: DType, width: number, nopeWidth: number, ropeWid
       `expected at most ${ropeRoom} columns of ${dtype} to fit the cache row (width ${width}, of which kNope uses ${nopeWidth}), got ${ropeWidth}`,
     );
   }
-  return nopeWidth + ropeWidth;
 }
 
-/** A quantizing write's shape rules; returns the bytes each cache row receives. */
-function checkQuantizedShapes(
-  format: QuantizedFormat,
-  cacheRowBytes: number,
-  nopeWidth: number,
-  ropeWidth: number,
-  nope: DeviceTensor,
-  rope: DeviceTensor,
-): number {
-  for (const [tensor, name] of [[nope, "kNope"], [rope, "kRope"]] as const) {
-    if (tensor.ptr % 2 !== 0) throw invalidArgument(name, `expected an address aligned to its 2-byte elements, got 0x${tensor.ptr.toString(16)}`);
-  }
-  if (format === "fp8_ds_mla") {
-    if (nopeWidth !== DS_MLA.nopeElems) throw invalidArgument("kNope", `expected ${DS_MLA.nopeElems} columns (the fp8_ds_mla row's nope part), got ${nopeWidth}`);
-    if (ropeWidth !== DS_MLA.ropeElems) throw invalidArgument("kRope", `expected ${DS_MLA.ropeElems} columns (the fp8_ds_mla row's rope part), got ${ropeWidth}`);
-  } else {
-    const problem = flatFp8ShapeProblem(nopeWidth, ropeWidth);
-    if (problem !== null) {
-      throw invalidArgument(problem.includes("rope") ? "kRope" : "kNope", `a ${format} write needs shapes it converts in one pass: ${problem}`);
-    }
-  }
-  const rowBytes = quantizedRowBytes(format, nopeWidth, ropeWidth);
-  if (rowBytes > cacheRowBytes) {
-    throw invalidArgument("kvBuffer", `expected rows of at least ${rowBytes} bytes for a ${format} write of ${nopeWidth} + ${ropeWidth} elements, got ${cacheRowBytes}`);
-  }
-  return rowBytes;
+/** A quantizing write's shape rules. */
+function checkQuantizedShapes(format: QuantizedFormat, nopeWidth: number, ropeWidth: number): void {
+  const problem = quantizedShapeProblem(format, nopeWidth, ropeWidth);
+  if (problem !== null) throw invalidArgument(problem.includes("rope") ? "kRope" : "kNope", `a ${format} write needs shapes it converts in one pass: ${problem}`);
 }
 
-// The boolean form of tmaMisalignments, without building strings: it runs on every write.
-function isTmaAligned(plan: TmaAlignmentInput): boolean {
-  const a = TMA_ALIGNMENT;
-  if (isQuantized(plan.format)) {
-    return plan.cachePtr % a === 0 && plan.cacheRowStrideBytes % a === 0 && (plan.rowBytes ?? 0) % a === 0;
+/** The page size a paged format needs (given, a whole number >= 1), or 0 for a row format. */
+function pageSizeFor(format: WriteFormat, pageSize: number | undefined): number {
+  if (!isPaged(format)) {
+    if (pageSize !== undefined) throw invalidArgument("options.pageSize", `only the paged formats (fp8_ds_v4, fp8_indexer) take a page size; this write is ${format}`);
+    return 0;
   }
-  return (
-    plan.cachePtr % a === 0 &&
-    plan.cacheRowStrideBytes % a === 0 &&
-    plan.nopePtr % a === 0 &&
-    plan.nopeRowStrideBytes % a === 0 &&
-    plan.nopeBytes % a === 0 &&
-    plan.ropePtr % a === 0 &&
-    plan.ropeRowStrideBytes % a === 0 &&
-    plan.ropeBytes % a === 0
-  );
+  if (pageSize === undefined) throw invalidArgument("options.pageSize", `a ${format} cache is made of pages; pass the tokens a page (e.g. 64)`);
+  return pageSize;
 }
+
+/** The scale rule in force: the caller's, checked against the format, else the format's default. */
+function scaleRuleFor(format: WriteFormat, rule: ScaleRule | undefined): ScaleRule | null {
+  const rules = isQuantized(format) ? FORMAT_SCALE_RULES[format] : undefined;
+  if (rules === undefined) {
+    if (rule !== undefined) throw invalidArgument("options.scaleRule", `only the tile-scaled formats (fp8_ds_mla, fp8_ds_v4, fp8_indexer) take a scale rule; this write is ${format}`);
+    return null;
+  }
+  if (rule === undefined) return rules[0];
+  if (!rules.includes(rule)) {
+    throw invalidArgument("options.scaleRule", `a ${format} write takes scale rule ${rules.map((r) => `"${r}"`).join(" or ")}, got ${describeValue(rule)}`);
+  }
+  return rule;
+}
+
+/** A paged cache read as pages: [pages, pageBytes] or [pages, 1, pageBytes] of bytes. */
+function cachePages(cache: DeviceTensor, format: "fp8_ds_v4" | "fp8_indexer", pageSize: number): { capacity: number; cacheRowStrideBytes: number } {
+  const rows = cacheRows(cache);
+  const needed = pageBytes(format, pageSize);
+  const widthBytes = rows.width * DTYPES[cache.dtype].bytes;
+  if (widthBytes < needed) {
+    throw invalidArgument("kvBuffer", `expected pages of at least ${needed} bytes for ${pageSize} ${format} tokens (shape [pages, pageBytes]), got ${widthBytes}`);
+  }
+  const capacity = rows.capacity * pageSize;
+  if (!Number.isSafeInteger(capacity)) throw invalidArgument("kvBuffer", `expected at most 2^53 - 1 slots, got ${rows.capacity} pages of ${pageSize}`);
+  return { capacity, cacheRowStrideBytes: rows.rowStride * DTYPES[cache.dtype].bytes };
+}
+

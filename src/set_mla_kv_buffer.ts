@@ -4,32 +4,45 @@
  * @module
  */
 
-import { check, native } from "../ffi/native.ts";
-import { MLA_KV_FLAG_PDL, MLA_KV_FORMAT_CODES, MLA_KV_PATH_CODES, MLA_KV_SOURCE_CODES } from "../ffi/abi.ts";
-import { deviceInfo, requireSupportedArchitecture, supportsPath } from "./device.ts";
-import { dispatch, ROWS_PER_WARP, WARPS, type LaunchConfig, type Path, type RowsPerWarp, type Warps } from "./dispatch.ts";
-import { tableFor } from "./dispatch_tables.ts";
 import { describeValue, invalidArgument, MlaKvError } from "../ffi/errors.ts";
-import { planSetMlaKvBuffer, REQUESTED_FORMATS, tmaMisalignments, type PlanOptions, type RequestedFormat, type SetMlaKvBufferPlan } from "./layout.ts";
+import { deviceFacts, deviceInfo, requireSupportedArchitecture } from "./device.ts";
+import { choose, entryFor } from "./dispatch.ts";
+import { tableFor } from "./dispatch_tables.ts";
+import { pathBlocker, pathMayRun } from "./eligibility.ts";
+import { launchWrite } from "./launch.ts";
+import { planSetMlaKvBuffer, type PlanOptions, type SetMlaKvBufferPlan } from "./layout.ts";
 import { Stream, streamHandleFor } from "./stream.ts";
 import type { DeviceTensor } from "./tensor.ts";
 import { validateDevice } from "./validate.ts";
+import {
+  PATHS,
+  REQUESTED_FORMATS,
+  ROWS_PER_WARP,
+  SCALE_RULES,
+  WARPS,
+  type LaunchConfig,
+  type Path,
+  type RequestedFormat,
+  type RowsPerWarp,
+  type ScaleRule,
+  type Warps,
+} from "./vocabulary.ts";
 import { validateReservedSlot, writeDefaults } from "./write_defaults.ts";
-import { isQuantized } from "./write_format.ts";
 
 /** Options of {@link setMlaKvBuffer}. */
 export interface SetMlaKvBufferOptions {
   /** Stream to launch on; default: the device's legacy default stream. */
   stream?: Stream;
   /**
-   * `"auto"` (default) lets the dispatch table choose; `"vector"` or `"tma"` forces a path, for
-   * benchmarks and for working around a path. Forcing `"tma"` on a GPU older than sm_90 or with
-   * tensors that are not 16-byte aligned throws `UNSUPPORTED`.
+   * `"auto"` (default) lets the dispatch table choose; `"vector"`, `"specialized"`, `"spread"` or
+   * `"tma"` forces a kernel design, for benchmarks and for working around one. A forced path the
+   * write cannot take (TMA before sm_90 or without 16-byte alignment, specialized or spread for a
+   * row size they are not compiled for, ...) throws `UNSUPPORTED` with the reason.
    */
   path?: "auto" | Path;
-  /** Forces warps per block (1, 2, 4, 8 or 16) instead of the dispatch table's choice. */
+  /** Forces warps per block (1, 2, 4, 8 or 16) instead of the dispatch table's choice (spread: none). */
   warps?: Warps;
-  /** Forces rows per warp (1, 2 or 4) instead of the dispatch table's choice. */
+  /** Forces rows per warp (1, 2 or 4; spread: rows a block) instead of the dispatch table's choice. */
   rowsPerWarp?: RowsPerWarp;
   /** Asserts that every tensor is on this device. */
   device?: number;
@@ -51,10 +64,21 @@ export interface SetMlaKvBufferOptions {
    * How rows are stored. Default: a byte copy when kNope and kRope have the cache's dtype, and
    * `"fp8"` when an fp8_e4m3/fp8_e5m2 cache gets bf16/fp16 sources.
    * - `"fp8"`: each element stored as fp8(x / scale), the cache's fp8 kind; needs `scale`.
-   * - `"fp8_ds_mla"`: the DeepSeek sparse-MLA row of 656 bytes (u8 or fp8_e4m3 cache, bf16/fp16
+   * - `"fp8_ds_mla"`: the DeepSeek V3.2 sparse-MLA row of 656 bytes (u8 or fp8_e4m3 cache, bf16/fp16
    *   sources of 512 + 64 elements): 512 e4m3, 4 fp32 tile scales computed in the write, 64 bf16.
+   * - `"fp8_ds_v4"`: DeepSeek V4's paged cache, [pages, pageBytes] u8, from 448 + 64 elements; needs
+   *   `pageSize`.
+   * - `"fp8_indexer"`: the sparse-attention indexer's paged K cache from kNope [n, 128] (kRope
+   *   omitted); needs `pageSize`.
    */
   format?: RequestedFormat;
+  /** Tokens a page of a paged format's cache (fp8_ds_v4, fp8_indexer): a whole number >= 1. */
+  pageSize?: number;
+  /**
+   * How a tile-scaled format computes its scales: fp8_ds_mla `"pow2"` (default, FlashMLA's rule)
+   * or `"amax"`; fp8_indexer `"amax"` (default) or `"ue8m0"`; fp8_ds_v4 only `"pow2"`.
+   */
+  scaleRule?: ScaleRule;
   /**
    * The per-tensor scale of an `"fp8"` write: stored = x / scale (a finite number > 0, used as
    * fp32; 1 for none). Required there, refused elsewhere. Inside a captured graph the value is
@@ -74,6 +98,8 @@ interface ReadOptions {
   reservedSlot: number | null | undefined;
   format: RequestedFormat | undefined;
   scale: number | undefined;
+  pageSize: number | undefined;
+  scaleRule: ScaleRule | undefined;
 }
 
 const NO_OPTIONS: ReadOptions = Object.freeze({
@@ -86,11 +112,13 @@ const NO_OPTIONS: ReadOptions = Object.freeze({
   reservedSlot: undefined,
   format: undefined,
   scale: undefined,
+  pageSize: undefined,
+  scaleRule: undefined,
 });
 const NO_PLAN_OPTIONS: PlanOptions = Object.freeze({});
-const OPTION_NAMES = "stream, path, warps, rowsPerWarp, device, pdl, reservedSlot, format, scale";
-
-const PATHS: readonly string[] = ["auto", "vector", "tma"];
+const OPTION_NAMES = "stream, path, warps, rowsPerWarp, device, pdl, reservedSlot, format, scale, pageSize, scaleRule";
+const PATH_NAMES: readonly string[] = ["auto", ...PATHS];
+const quoted = (names: readonly string[]) => names.map((n) => `"${n}"`).join(", ");
 
 // Checked by hand rather than with a schema library: this runs on every decode step, and the
 // common call passes no options or just a stream. `undefined` values count as absent, so callers
@@ -110,18 +138,18 @@ function readOptions(options: unknown): ReadOptions {
         read.stream = value;
         break;
       case "path":
-        if (typeof value !== "string" || !PATHS.includes(value)) {
-          throw invalidArgument("options.path", `expected "auto", "vector" or "tma", got ${describeValue(value)}`);
+        if (typeof value !== "string" || !PATH_NAMES.includes(value)) {
+          throw invalidArgument("options.path", `expected one of ${quoted(PATH_NAMES)}, got ${describeValue(value)}`);
         }
         read.path = value as ReadOptions["path"];
         break;
       case "warps":
-        if (!WARPS.includes(value as Warps)) throw invalidArgument("options.warps", `expected 1, 2, 4, 8 or 16, got ${describeValue(value)}`);
+        if (!WARPS.includes(value as Warps)) throw invalidArgument("options.warps", `expected ${WARPS.join(", ")}, got ${describeValue(value)}`);
         read.warps = value as Warps;
         break;
       case "rowsPerWarp":
         if (!ROWS_PER_WARP.includes(value as RowsPerWarp)) {
-          throw invalidArgument("options.rowsPerWarp", `expected 1, 2 or 4, got ${describeValue(value)}`);
+          throw invalidArgument("options.rowsPerWarp", `expected ${ROWS_PER_WARP.join(", ")}, got ${describeValue(value)}`);
         }
         read.rowsPerWarp = value as RowsPerWarp;
         break;
@@ -137,9 +165,21 @@ function readOptions(options: unknown): ReadOptions {
         break;
       case "format":
         if (typeof value !== "string" || !(REQUESTED_FORMATS as readonly string[]).includes(value)) {
-          throw invalidArgument("options.format", `expected "copy", "fp8" or "fp8_ds_mla", got ${describeValue(value)}`);
+          throw invalidArgument("options.format", `expected one of ${quoted(REQUESTED_FORMATS)}, got ${describeValue(value)}`);
         }
         read.format = value as RequestedFormat;
+        break;
+      case "pageSize":
+        if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 1) {
+          throw invalidArgument("options.pageSize", `expected the tokens a page (a whole number >= 1), got ${describeValue(value)}`);
+        }
+        read.pageSize = value;
+        break;
+      case "scaleRule":
+        if (typeof value !== "string" || !(SCALE_RULES as readonly string[]).includes(value)) {
+          throw invalidArgument("options.scaleRule", `expected one of ${quoted(SCALE_RULES)}, got ${describeValue(value)}`);
+        }
+        read.scaleRule = value as ScaleRule;
         break;
       case "scale":
         // Checked as the fp32 the kernel divides by: 1e-50 would become 0, 1e39 infinity.
@@ -160,45 +200,46 @@ export function validateSetMlaKvBufferOptions(options: unknown): void {
   readOptions(options);
 }
 
-function refuseForcedTma(plan: SetMlaKvBufferPlan): void {
-  const misaligned = tmaMisalignments(plan);
-  if (misaligned.length > 0) {
-    throw new MlaKvError(
-      "UNSUPPORTED",
-      `options.path "tma" needs every address, row stride and row size to be a multiple of 16 bytes; not aligned: ${misaligned.join(", ")}. Use path "auto" or "vector".`,
-      "options.path",
-    );
-  }
-  if (!supportsPath(plan.device, "tma")) {
-    const info = deviceInfo(plan.device);
-    const [major, minor] = info.computeCapability;
-    throw new MlaKvError(
-      "UNSUPPORTED",
-      `options.path "tma" needs an sm_90 or newer GPU; device ${plan.device} (${info.name}) is sm_${major}${minor}. Use path "auto" or "vector".`,
-      "options.path",
-    );
-  }
-}
-
 /** The launch configuration for a plan: the dispatch table's, with forced options laid over it. */
 export function chooseLaunchConfig(plan: SetMlaKvBufferPlan, options: SetMlaKvBufferOptions = {}): LaunchConfig {
-  const opts = readOptions(options);
-  return chooseConfig(plan, opts);
+  return chooseConfig(plan, readOptions(options));
 }
 
 function chooseConfig(plan: SetMlaKvBufferPlan, opts: ReadOptions): LaunchConfig {
-  if (opts.path === "tma") refuseForcedTma(plan);
-  if (opts.path !== "auto" && opts.warps !== undefined && opts.rowsPerWarp !== undefined) {
-    return { path: opts.path, warps: opts.warps, rowsPerWarp: opts.rowsPerWarp };
+  const facts = deviceFacts(plan.device);
+  if (opts.path !== "auto") {
+    // A forced path: its shape from the options, else the table's launch of that path, else 4 x 1.
+    const fromTable = entryFor(tableFor(plan.device, plan, opts.stream), plan.n).find((c) => c.path === opts.path);
+    const config: LaunchConfig = {
+      path: opts.path,
+      warps: opts.path === "spread" ? 0 : (opts.warps ?? (fromTable?.warps || 4)),
+      rowsPerWarp: opts.rowsPerWarp ?? fromTable?.rowsPerWarp ?? 1,
+    };
+    if (opts.path === "spread" && opts.warps !== undefined) {
+      throw invalidArgument("options.warps", "the spread path sizes its blocks by the row; it takes no warps");
+    }
+    refuseBlocked(config, plan);
+    return config;
   }
-  const tmaAllowed = opts.path === "tma" || (opts.path === "auto" && plan.tmaAligned && supportsPath(plan.device, "tma"));
-  const base = dispatch(tableFor(plan.device, plan, opts.stream), plan.n, tmaAllowed);
-  if (opts.path === "auto" && opts.warps === undefined && opts.rowsPerWarp === undefined) return base;
-  return {
-    path: opts.path === "auto" ? base.path : opts.path,
-    warps: opts.warps ?? base.warps,
-    rowsPerWarp: opts.rowsPerWarp ?? base.rowsPerWarp,
-  };
+  const table = tableFor(plan.device, plan, opts.stream);
+  if (opts.warps === undefined && opts.rowsPerWarp === undefined) {
+    return choose(table, plan.n, (c) => pathMayRun(c, facts, plan));
+  }
+  // Forced shape, automatic path: the fastest path of the bucket that can take that shape.
+  const shaped = (c: LaunchConfig): LaunchConfig => ({
+    path: opts.warps !== undefined && c.path === "spread" ? "specialized" : c.path,
+    warps: opts.warps ?? (c.warps || 4),
+    rowsPerWarp: opts.rowsPerWarp ?? c.rowsPerWarp,
+  });
+  return shaped(choose(table, plan.n, (c) => pathMayRun(shaped(c), facts, plan)));
+}
+
+/** Throws UNSUPPORTED, naming the reason, when a forced launch cannot run this write. */
+function refuseBlocked(config: LaunchConfig, plan: SetMlaKvBufferPlan): void {
+  const why = pathBlocker(config, deviceFacts(plan.device), plan);
+  if (why === null) return;
+  const info = deviceInfo(plan.device);
+  throw new MlaKvError("UNSUPPORTED", `options.path "${config.path}": ${why} (device ${plan.device}, ${info.name}). Use path "auto".`, "options.path");
 }
 
 /**
@@ -245,7 +286,7 @@ export function setMlaKvBuffer(
   kvBuffer: DeviceTensor,
   loc: DeviceTensor,
   kNope: DeviceTensor,
-  kRope: DeviceTensor,
+  kRope: DeviceTensor | undefined,
   options?: SetMlaKvBufferOptions,
 ): void {
   const opts = readOptions(options);
@@ -254,7 +295,9 @@ export function setMlaKvBuffer(
     loc,
     kNope,
     kRope,
-    opts.device === undefined && opts.format === undefined ? NO_PLAN_OPTIONS : { device: opts.device, format: opts.format },
+    opts.device === undefined && opts.format === undefined && opts.pageSize === undefined && opts.scaleRule === undefined
+      ? NO_PLAN_OPTIONS
+      : { device: opts.device, format: opts.format, pageSize: opts.pageSize, scaleRule: opts.scaleRule },
   );
   const stream = streamHandleFor(opts.stream, plan.device, "options.stream");
   const scale = checkScale(plan, opts.scale);
@@ -263,60 +306,7 @@ export function setMlaKvBuffer(
   const config = chooseConfig(plan, opts);
   // After every host-side check, so argument errors never depend on which GPU (if any) is there.
   requireSupportedArchitecture(plan.device);
-  const path = MLA_KV_PATH_CODES[config.path];
-  const flags = (opts.pdl ?? writeDefaults().pdl) ? MLA_KV_FLAG_PDL : 0;
-  if (isQuantized(plan.format)) {
-    const status = native().mla_kv_set_kv_buffer_quantized(
-      plan.device,
-      stream,
-      MLA_KV_FORMAT_CODES[plan.format],
-      0,
-      plan.cachePtr,
-      plan.capacity,
-      plan.cacheRowStrideBytes,
-      0,
-      plan.locPtr,
-      plan.locBytes,
-      plan.n,
-      MLA_KV_SOURCE_CODES[plan.sourceDtype ?? "bf16"],
-      plan.nopePtr,
-      plan.nopeRowStrideBytes,
-      plan.nopeElems,
-      plan.ropePtr,
-      plan.ropeRowStrideBytes,
-      plan.ropeElems,
-      scale,
-      reservedSlot,
-      path,
-      config.warps,
-      config.rowsPerWarp,
-      flags,
-    );
-    check(status, "mla_kv_set_kv_buffer_quantized");
-    return;
-  }
-  const status = native().mla_kv_set_kv_buffer(
-    plan.device,
-    stream,
-    plan.cachePtr,
-    plan.capacity,
-    plan.cacheRowStrideBytes,
-    plan.locPtr,
-    plan.locBytes,
-    plan.n,
-    plan.nopePtr,
-    plan.nopeRowStrideBytes,
-    plan.nopeBytes,
-    plan.ropePtr,
-    plan.ropeRowStrideBytes,
-    plan.ropeBytes,
-    reservedSlot,
-    path,
-    config.warps,
-    config.rowsPerWarp,
-    flags,
-  );
-  check(status, "mla_kv_set_kv_buffer");
+  launchWrite(plan, config, { stream, pdl: opts.pdl ?? writeDefaults().pdl, reservedSlot, scale });
 }
 
 /** The scale the C call gets: the caller's for a flat fp8 write (required), 1 (unused) otherwise. */
@@ -333,8 +323,8 @@ function checkScale(plan: SetMlaKvBufferPlan, scale: number | undefined): number
   if (scale !== undefined) {
     throw invalidArgument(
       "options.scale",
-      plan.format === "fp8_ds_mla"
-        ? "the fp8_ds_mla format computes a scale per 128-element tile; it takes no per-tensor scale"
+      plan.format !== "copy"
+        ? `the ${plan.format} format computes a scale per tile; it takes no per-tensor scale`
         : "only an fp8 write (bf16/fp16 sources into an fp8_e4m3/fp8_e5m2 cache) takes a scale; this write copies bytes",
     );
   }
