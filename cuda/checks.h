@@ -162,7 +162,7 @@ static inline int32_t mla_kv_resolved_scale_rule(int32_t format, int32_t rule) {
 
 /* The arguments of mla_kv_set_kv_buffer, as the header names them (device and stream aside). */
 typedef struct {
-  const void* cache;
+  void* cache;
   int64_t capacity, cache_row_stride;
   const void* loc;
   int32_t loc_elem_bytes;
@@ -178,7 +178,7 @@ typedef struct {
 /* The arguments of mla_kv_set_kv_buffer_quantized, as the header names them. */
 typedef struct {
   int32_t format, scale_rule;
-  const void* cache;
+  void* cache;
   int64_t capacity, cache_row_stride, page_size;
   const void* loc;
   int32_t loc_elem_bytes;
