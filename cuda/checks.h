@@ -70,6 +70,20 @@ static inline int mla_kv_specialized_vector_bytes(int64_t row_bytes) {
   return 0;
 }
 
+/* MLA_KV_SPECIALIZED_ROWS as words ("1152, 1024, 656, 584 and 576"), for messages. */
+static inline void mla_kv_specialized_rows_text(char* out, size_t out_len) {
+  static const int64_t rows[] = MLA_KV_SPECIALIZED_ROWS;
+  const size_t count = sizeof rows / sizeof rows[0];
+  size_t k, used = 0;
+  out[0] = '\0';
+  for (k = 0; k < count && used < out_len; ++k) {
+    const char* separator = k == 0 ? "" : k + 1 == count ? " and " : ", ";
+    const int written = snprintf(out + used, out_len - used, "%s%lld", separator, (long long)rows[k]);
+    if (written < 0) return;
+    used += (size_t)written;
+  }
+}
+
 /* The warps a MLA_KV_PATH_SPREAD block needs for one row, one vector a thread
  * (ceil(row vectors / 32)), or 0 when the size is not specialized. */
 static inline int32_t mla_kv_spread_warps(int64_t row_bytes) {
@@ -489,9 +503,10 @@ static inline int32_t mla_kv_path_blocker(int32_t path, int32_t warps, const Mla
                              "%s copies bytes; the quantizing write runs on MLA_KV_PATH_VECTOR or MLA_KV_PATH_TMA", name);
       }
       if (v == 0) {
-        return mla_kv_refuse(MLA_KV_ERR_UNSUPPORTED, msg, msg_len,
-                             "%s has kernels for rows of 1152, 1024, 656, 584 and 576 bytes; this row has %lld", name,
-                             (long long)s->row_bytes);
+        char sizes[128];
+        mla_kv_specialized_rows_text(sizes, sizeof sizes);
+        return mla_kv_refuse(MLA_KV_ERR_UNSUPPORTED, msg, msg_len, "%s has kernels for rows of %s bytes; this row has %lld",
+                             name, sizes, (long long)s->row_bytes);
       }
       if (s->alignment < v) {
         return mla_kv_refuse(MLA_KV_ERR_UNSUPPORTED, msg, msg_len,

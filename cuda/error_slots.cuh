@@ -154,14 +154,15 @@ class DeviceErrorSlots {
     return cudaStreamCreateWithFlags(&pool_stream_, cudaStreamNonBlocking);
   }
 
+  // Queues the clearing of `count` words on the pool's stream; Finish waits for it.
   cudaError_t Clear(OutOfRangeWord* words, int count) {
     cudaError_t e = PoolStream();
     if (e != cudaSuccess) return e;
     ClearErrorWords<<<(count + 127) / 128, 128, 0, pool_stream_>>>(words, count);
-    e = cudaGetLastError();
-    if (e != cudaSuccess) return e;
-    return cudaStreamSynchronize(pool_stream_);
+    return cudaGetLastError();
   }
+
+  cudaError_t Finish() { return cudaStreamSynchronize(pool_stream_); }
 
   cudaError_t Grow() {
     const int chunk = total_ < kFirstChunk ? kFirstChunk : total_;
@@ -169,6 +170,7 @@ class DeviceErrorSlots {
     cudaError_t e = cudaMalloc(reinterpret_cast<void**>(&words), chunk * sizeof(OutOfRangeWord));
     if (e != cudaSuccess) return e;
     e = Clear(words, chunk);
+    if (e == cudaSuccess) e = Finish();
     if (e != cudaSuccess) {
       cudaFree(words);
       return e;
@@ -181,6 +183,7 @@ class DeviceErrorSlots {
   // Clears and frees the quarantined slots whose work has finished.
   cudaError_t Reclaim() {
     bool queried_unfinished = false;
+    size_t cleared = 0;
     for (size_t k = 0; k < quarantine_.size();) {
       const Quarantined q = quarantine_[k];
       const cudaError_t state = q.done == nullptr ? cudaSuccess : cudaEventQuery(q.done);
@@ -199,9 +202,11 @@ class DeviceErrorSlots {
       const cudaError_t e = Clear(q.slot, 1);
       if (e != cudaSuccess) return e;
       free_.push_back(q.slot);
+      ++cleared;
     }
     if (queried_unfinished) cudaGetLastError();  // "not ready" is no error of the next launch
-    return cudaSuccess;
+    // Before any of them is handed out, every clear has run.
+    return cleared == 0 ? cudaSuccess : Finish();
   }
 
   std::vector<OutOfRangeWord*> free_;
