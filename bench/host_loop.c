@@ -6,7 +6,8 @@
  * batches, untimed), so the launch queue never fills and the figure is host cost, not GPU time.
  * The figure is the median batch, as tinybench's p50 is on the TypeScript side.
  *
- *   build/host_loop <calls> <n> <path 1|2> <warps> <rows>   prints: calls_per_second <x>
+ *   build/host_loop <calls> <n> <path 1..4> <warps> <rows>   prints: calls_per_second <x>
+ *   path: 1 vector, 2 TMA, 3 specialized, 4 spread (rows are 1024 + 128 bytes: spread takes 3 warps)
  */
 #define _POSIX_C_SOURCE 199309L
 #include <stdio.h>

@@ -3,17 +3,23 @@
 // Every function validates its arguments before anything reaches a kernel or the runtime,
 // records a message for mla_kv_last_error() on failure, and returns a status. Nothing throws
 // across the boundary: each body runs inside Guard(), which turns any C++ exception into a status.
+// The writes check in a fixed order: their arguments (checks.h, before the library looks for a
+// device, so bad arguments are refused alike on a machine without a GPU), then the device, then
+// whether the chosen path can run the write on it.
 #include <cstdarg>
 #include <cstdio>
 #include <cmath>
 #include <cstring>
-#include <initializer_list>
 #include <mutex>
 #include <string>
 #include <vector>
 
+#include "checks.h"
+#include "error_slots.cuh"
 #include "include/mla_kv.h"
 #include "quantize_fp8.cuh"
+#include "specialized_copy.cuh"
+#include "spread_copy.cuh"
 #include "tma_store.cuh"
 #include "vector_copy.cuh"
 
@@ -91,24 +97,44 @@ cudaError_t LoadDevices() {
   return g_devices_error;
 }
 
-// Makes `device` current for the calling thread, after checking that it exists.
-int32_t UseDevice(int32_t device) {
-  cudaError_t e = LoadDevices();
-  if (e != cudaSuccess) return FailCuda(e, "cudaGetDeviceCount");
-  if (g_devices.empty()) return Fail(MLA_KV_ERR_NO_DEVICE, "no CUDA device is visible (the driver found no GPU)");
-  if (device < 0 || device >= static_cast<int32_t>(g_devices.size())) {
-    return Fail(MLA_KV_ERR_NO_DEVICE, "device %d does not exist (%zu visible)", device, g_devices.size());
+// Makes `device` current for the calling thread for one call, after checking that it exists, and
+// makes the caller's device current again when the call returns. The current device is only
+// touched when it differs: cudaSetDevice is not free, and the common caller uses one device.
+class DeviceScope {
+ public:
+  DeviceScope() = default;
+  DeviceScope(const DeviceScope&) = delete;
+  DeviceScope& operator=(const DeviceScope&) = delete;
+  ~DeviceScope() {
+    if (previous_ >= 0) cudaSetDevice(previous_);  // a failure here has no caller left to tell
   }
-  int current = -1;
-  MLA_KV_CUDA_CHECK(cudaGetDevice(&current));
-  if (current != device) MLA_KV_CUDA_CHECK(cudaSetDevice(device));
-  return MLA_KV_OK;
-}
 
-#define MLA_KV_USE_DEVICE(device)             \
-  do {                                        \
-    int32_t s_ = UseDevice(device);           \
-    if (s_ != MLA_KV_OK) return s_;           \
+  int32_t Enter(int32_t device) {
+    cudaError_t e = LoadDevices();
+    if (e != cudaSuccess) return FailCuda(e, "cudaGetDeviceCount");
+    if (g_devices.empty()) return Fail(MLA_KV_ERR_NO_DEVICE, "no CUDA device is visible (the driver found no GPU)");
+    if (device < 0 || device >= static_cast<int32_t>(g_devices.size())) {
+      return Fail(MLA_KV_ERR_NO_DEVICE, "device %d does not exist (%zu visible)", device, g_devices.size());
+    }
+    int current = -1;
+    MLA_KV_CUDA_CHECK(cudaGetDevice(&current));
+    if (current != device) {
+      MLA_KV_CUDA_CHECK(cudaSetDevice(device));
+      previous_ = current;
+    }
+    return MLA_KV_OK;
+  }
+
+ private:
+  int previous_ = -1;
+};
+
+// Makes `device` current until the end of the enclosing block (the body of one call).
+#define MLA_KV_USE_DEVICE(device)                    \
+  DeviceScope device_scope_;                         \
+  do {                                               \
+    int32_t s_ = device_scope_.Enter(device);        \
+    if (s_ != MLA_KV_OK) return s_;                  \
   } while (0)
 
 #define MLA_KV_REQUIRE(cond, ...)                                      \
@@ -118,62 +144,64 @@ int32_t UseDevice(int32_t device) {
 
 cudaStream_t AsStream(void* s) { return static_cast<cudaStream_t>(s); }
 
-bool IsPowerOfTwoIn(int32_t x, int32_t lo, int32_t hi) { return x >= lo && x <= hi && (x & (x - 1)) == 0; }
+// Which stream owns which error slot (error_slots.cuh).
+ErrorRegistry g_errors;
 
-// The checks both writes share: n, the launch shape, the flags and the reserved slot.
-int32_t CheckLaunchArguments(int64_t n, int32_t path, int32_t warps_per_block, int32_t rows_per_warp, int32_t flags,
-                             int64_t reserved_slot) {
-  MLA_KV_REQUIRE(n >= 0, "n = %lld must be >= 0", static_cast<long long>(n));
-  MLA_KV_REQUIRE(path == MLA_KV_PATH_AUTO || path == MLA_KV_PATH_VECTOR || path == MLA_KV_PATH_TMA,
-                 "path = %d is not one of MLA_KV_PATH_AUTO/VECTOR/TMA", path);
-  MLA_KV_REQUIRE((path == MLA_KV_PATH_AUTO && warps_per_block == 0) || IsPowerOfTwoIn(warps_per_block, 1, 16),
-                 "warps_per_block = %d must be 1, 2, 4, 8 or 16 (or 0 with MLA_KV_PATH_AUTO)", warps_per_block);
-  MLA_KV_REQUIRE((path == MLA_KV_PATH_AUTO && rows_per_warp == 0) || IsPowerOfTwoIn(rows_per_warp, 1, 4),
-                 "rows_per_warp = %d must be 1, 2 or 4 (or 0 with MLA_KV_PATH_AUTO)", rows_per_warp);
-  MLA_KV_REQUIRE((flags & ~MLA_KV_FLAG_PDL) == 0, "flags = %d has bits other than MLA_KV_FLAG_PDL", flags);
-  MLA_KV_REQUIRE(reserved_slot >= -1, "reserved_slot = %lld must be a slot (>= 0) or -1 for none",
-                 static_cast<long long>(reserved_slot));
+// The message of a failed checks.h check as the calling thread's error.
+int32_t FailWith(int32_t status, const char* message) { return Fail(status, "%s", message); }
+
+// A stream the caller is capturing cannot take the library's own work (a check's kernel, a
+// release's event): it would be recorded into the caller's graph.
+int32_t RequireNotCapturing(cudaStream_t stream, const char* what) {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  MLA_KV_CUDA_CHECK(cudaStreamIsCapturing(stream, &status));
+  if (status != cudaStreamCaptureStatusNone) {
+    return Fail(MLA_KV_ERR_INVALID_ARGUMENT, "%s while the stream is being captured; end the capture first", what);
+  }
   return MLA_KV_OK;
 }
 
-// The built-in rule for MLA_KV_PATH_AUTO (C callers; mod.ts passes the tuned choice explicitly):
-// TMA from n = 768 where it can run, 8 warps for large batches and 4 below.
-void ChooseAutoLaunch(int64_t n, bool tma_runnable, int32_t* path, int32_t* warps_per_block, int32_t* rows_per_warp) {
-  const bool big = n >= 768;
-  if (*path == MLA_KV_PATH_AUTO) *path = tma_runnable && big ? MLA_KV_PATH_TMA : MLA_KV_PATH_VECTOR;
-  if (*warps_per_block == 0) *warps_per_block = big ? 8 : 4;
-  if (*rows_per_warp == 0) *rows_per_warp = 1;
-}
-
-// Why the TMA path cannot run this write on `device`, as a status with a message; OK when it can.
-// `aligned_what` names what must be 16-byte aligned, for the message.
-int32_t CheckTmaRunnable(int32_t device, int cc_major, int smem_optin, const char* aligned_what, int aligned_to,
-                         int warps, int64_t row_bytes) {
-  if (cc_major < 9) {
-    return Fail(MLA_KV_ERR_UNSUPPORTED, "the TMA path needs sm_90 or newer; device %d is sm_%d", device, cc_major * 10);
-  }
-  if (aligned_to < 16) {
-    return Fail(MLA_KV_ERR_UNSUPPORTED, "the TMA path needs %s to be a multiple of 16 bytes; this write is aligned to %d",
-                aligned_what, aligned_to);
-  }
-  const int64_t smem = TmaSharedBytes(warps, row_bytes);
-  if (smem > smem_optin) {
+// The slot a write on `stream` counts into, as a status.
+int32_t ErrorsForWrite(int32_t device, cudaStream_t stream, OutOfRangeWord** errors) {
+  const cudaError_t e = g_errors.SlotForWrite(device, stream, errors);
+  if (e == cudaErrorStreamCaptureUnsupported) {
     return Fail(MLA_KV_ERR_UNSUPPORTED,
-                "the TMA path would stage %lld bytes of shared memory per block (%d warps x %d rows of %lld bytes); "
-                "the device allows %d",
-                static_cast<long long>(smem), warps, kTmaStages, static_cast<long long>(row_bytes), smem_optin);
+                "every error slot of device %d is in use and the stream is being captured, when none can be "
+                "allocated; create the stream with mla_kv_stream_create or write on it once before capturing",
+                device);
   }
+  if (e != cudaSuccess) return FailCuda(e, "allocating the stream's error slot");
   return MLA_KV_OK;
 }
 
-// The largest power of two up to 16 that divides every value.
-int AlignmentOf(std::initializer_list<uint64_t> values) {
-  uint64_t bits = 0;
-  for (uint64_t v : values) bits |= v;
-  for (int v = 16; v > 1; v >>= 1) {
-    if ((bits & static_cast<uint64_t>(v - 1)) == 0) return v;
+// What the path rule needs to know about the device.
+MlaKvWriteShape WriteShape(int32_t device, int copy, int paged, int64_t row_bytes, int alignment) {
+  MlaKvWriteShape shape;
+  shape.copy = copy;
+  shape.paged = paged;
+  shape.row_bytes = row_bytes;
+  shape.alignment = alignment;
+  shape.cc_major = g_devices[device].cc_major;
+  shape.smem_optin = g_devices[device].smem_optin;
+  return shape;
+}
+
+// Resolves MLA_KV_PATH_AUTO and refuses a path that cannot run the write.
+int32_t ChoosePath(int64_t n, const MlaKvWriteShape& shape, int32_t* path, int32_t* warps, int32_t* rows) {
+  if (*path == MLA_KV_PATH_AUTO) mla_kv_choose_auto(n, &shape, path, warps, rows);
+  char why[512];
+  const int32_t status = mla_kv_path_blocker(*path, *warps, &shape, why, sizeof why);
+  return status == MLA_KV_OK ? MLA_KV_OK : FailWith(status, why);
+}
+
+// The kernels' format of a quantizing write, false for the formats that have none yet.
+bool Fp8FormatOf(int32_t format, Fp8Format* out) {
+  switch (format) {
+    case MLA_KV_FORMAT_FP8_E4M3: *out = Fp8Format::kFlatE4m3; return true;
+    case MLA_KV_FORMAT_FP8_E5M2: *out = Fp8Format::kFlatE5m2; return true;
+    case MLA_KV_FORMAT_FP8_DS_MLA: *out = Fp8Format::kDsMla; return true;
+    default: return false;
   }
-  return 1;
 }
 
 }  // namespace
@@ -323,15 +351,36 @@ int32_t mla_kv_stream_create(int32_t device, void** out_stream) {
     // Non-blocking: the stream must not serialise against the legacy default stream, which other
     // libraries in the same process may be using.
     MLA_KV_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    // Its error slot now, while nothing captures it: a first write under capture could not grow the pool.
+    OutOfRangeWord* slot = nullptr;
+    const cudaError_t e = g_errors.StreamSlot(device, s, &slot);
+    if (e != cudaSuccess) {
+      cudaStreamDestroy(s);
+      return FailCuda(e, "allocating the stream's error slot");
+    }
     *out_stream = s;
     return MLA_KV_OK;
   });
+}
+
+// The error slot of `stream` goes back to the pool once the work issued on it so far is done.
+static int32_t ReleaseErrorSlot(int32_t device, cudaStream_t stream, const char* what) {
+  if (g_errors.Capturing(device, stream)) {
+    return Fail(MLA_KV_ERR_INVALID_ARGUMENT, "%s while the stream is being captured; end the capture first", what);
+  }
+  const int32_t capturing = RequireNotCapturing(stream, what);
+  if (capturing != MLA_KV_OK) return capturing;
+  const cudaError_t e = g_errors.Release(device, stream);
+  if (e != cudaSuccess) return FailCuda(e, "releasing the stream's error slot");
+  return MLA_KV_OK;
 }
 
 int32_t mla_kv_stream_destroy(int32_t device, void* stream) {
   return Guard([&]() -> int32_t {
     MLA_KV_REQUIRE(stream != nullptr, "the default stream cannot be destroyed");
     MLA_KV_USE_DEVICE(device);
+    const int32_t released = ReleaseErrorSlot(device, AsStream(stream), "a stream cannot be destroyed");
+    if (released != MLA_KV_OK) return released;
     MLA_KV_CUDA_CHECK(cudaStreamDestroy(AsStream(stream)));
     return MLA_KV_OK;
   });
@@ -339,9 +388,8 @@ int32_t mla_kv_stream_destroy(int32_t device, void* stream) {
 
 int32_t mla_kv_stream_release(int32_t device, void* stream) {
   return Guard([&]() -> int32_t {
-    (void)stream;
     MLA_KV_USE_DEVICE(device);
-    return MLA_KV_OK;
+    return ReleaseErrorSlot(device, AsStream(stream), "a stream's error slot cannot be released");
   });
 }
 
@@ -368,9 +416,16 @@ int32_t mla_kv_stream_begin_capture(int32_t device, void* stream) {
   return Guard([&]() -> int32_t {
     MLA_KV_REQUIRE(stream != nullptr, "the legacy default stream cannot be captured; create a stream");
     MLA_KV_USE_DEVICE(device);
+    // The capture's own slot, taken before the capture begins so that the pool may grow.
+    cudaError_t e = g_errors.BeginCapture(device, AsStream(stream));
+    if (e != cudaSuccess) return FailCuda(e, "allocating the capture's error slot");
     // Thread-local mode: only this thread's unsafe calls invalidate the capture, so other threads
     // of the process keep working while one captures.
-    MLA_KV_CUDA_CHECK(cudaStreamBeginCapture(AsStream(stream), cudaStreamCaptureModeThreadLocal));
+    e = cudaStreamBeginCapture(AsStream(stream), cudaStreamCaptureModeThreadLocal);
+    if (e != cudaSuccess) {
+      g_errors.AbandonCapture(device, AsStream(stream));
+      return FailCuda(e, "cudaStreamBeginCapture");
+    }
     return MLA_KV_OK;
   });
 }
@@ -380,11 +435,23 @@ int32_t mla_kv_stream_end_capture(int32_t device, void* stream, void** out_graph
     MLA_KV_REQUIRE(out_graph != nullptr, "out_graph is NULL");
     MLA_KV_USE_DEVICE(device);
     cudaGraph_t graph = nullptr;
-    MLA_KV_CUDA_CHECK(cudaStreamEndCapture(AsStream(stream), &graph));
+    cudaError_t e = cudaStreamEndCapture(AsStream(stream), &graph);
+    if (e != cudaSuccess) {
+      g_errors.AbandonCapture(device, AsStream(stream));
+      return FailCuda(e, "cudaStreamEndCapture");
+    }
     cudaGraphExec_t exec = nullptr;
-    cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
+    e = cudaGraphInstantiate(&exec, graph, 0);
     cudaGraphDestroy(graph);
-    if (e != cudaSuccess) return FailCuda(e, "cudaGraphInstantiate");
+    if (e != cudaSuccess) {
+      g_errors.AbandonCapture(device, AsStream(stream));
+      return FailCuda(e, "cudaGraphInstantiate");
+    }
+    e = g_errors.EndCapture(device, AsStream(stream), exec);
+    if (e != cudaSuccess) {
+      cudaGraphExecDestroy(exec);
+      return FailCuda(e, "handing the capture's error slot to its graph");
+    }
     *out_graph = exec;
     return MLA_KV_OK;
   });
@@ -394,7 +461,8 @@ int32_t mla_kv_graph_launch(int32_t device, void* graph, void* stream) {
   return Guard([&]() -> int32_t {
     MLA_KV_REQUIRE(graph != nullptr, "graph is NULL");
     MLA_KV_USE_DEVICE(device);
-    MLA_KV_CUDA_CHECK(cudaGraphLaunch(static_cast<cudaGraphExec_t>(graph), AsStream(stream)));
+    const cudaError_t e = g_errors.LaunchGraph(device, static_cast<cudaGraphExec_t>(graph), AsStream(stream));
+    if (e != cudaSuccess) return FailCuda(e, "cudaGraphLaunch (and the move of its error count to the stream)");
     return MLA_KV_OK;
   });
 }
@@ -404,6 +472,7 @@ int32_t mla_kv_graph_destroy(int32_t device, void* graph) {
     MLA_KV_REQUIRE(graph != nullptr, "graph is NULL");
     MLA_KV_USE_DEVICE(device);
     MLA_KV_CUDA_CHECK(cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(graph)));
+    g_errors.ForgetGraph(static_cast<cudaGraphExec_t>(graph));
     return MLA_KV_OK;
   });
 }
@@ -442,7 +511,15 @@ int32_t mla_kv_event_elapsed_ms(int32_t device, void* start, void* end, float* o
     MLA_KV_REQUIRE(start != nullptr && end != nullptr && out_ms != nullptr, "start, end or out_ms is NULL");
     MLA_KV_USE_DEVICE(device);
     MLA_KV_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(end)));
-    MLA_KV_CUDA_CHECK(cudaEventElapsedTime(out_ms, static_cast<cudaEvent_t>(start), static_cast<cudaEvent_t>(end)));
+    const cudaError_t e = cudaEventElapsedTime(out_ms, static_cast<cudaEvent_t>(start), static_cast<cudaEvent_t>(end));
+    if (e == cudaErrorInvalidResourceHandle) {
+      // What the runtime answers for an event that was never recorded.
+      cudaGetLastError();
+      return Fail(MLA_KV_ERR_INVALID_ARGUMENT,
+                  "start or end was never recorded (cudaEventElapsedTime: %s); record both with mla_kv_event_record",
+                  cudaGetErrorString(e));
+    }
+    if (e != cudaSuccess) return FailCuda(e, "cudaEventElapsedTime");
     return MLA_KV_OK;
   });
 }
@@ -452,13 +529,9 @@ int32_t mla_kv_event_elapsed_ms(int32_t device, void* start, void* end, float* o
 int32_t mla_kv_path_supported(int32_t device, int32_t path, int32_t* out_supported) {
   return Guard([&]() -> int32_t {
     MLA_KV_REQUIRE(out_supported != nullptr, "out_supported is NULL");
+    MLA_KV_REQUIRE(mla_kv_path_known(path), "unknown path %d", path);
     MLA_KV_USE_DEVICE(device);
-    switch (path) {
-      case MLA_KV_PATH_AUTO:
-      case MLA_KV_PATH_VECTOR: *out_supported = 1; break;
-      case MLA_KV_PATH_TMA: *out_supported = g_devices[device].cc_major >= 9 ? 1 : 0; break;
-      default: return Fail(MLA_KV_ERR_INVALID_ARGUMENT, "unknown path %d", path);
-    }
+    *out_supported = path == MLA_KV_PATH_TMA ? (g_devices[device].cc_major >= 9 ? 1 : 0) : 1;
     return MLA_KV_OK;
   });
 }
@@ -469,28 +542,19 @@ int32_t mla_kv_set_kv_buffer(int32_t device, void* stream, void* cache, int64_t 
                              int64_t rope_bytes, int64_t reserved_slot, int32_t path, int32_t warps_per_block,
                              int32_t rows_per_warp, int32_t flags) {
   return Guard([&]() -> int32_t {
-    const int32_t launch_status = CheckLaunchArguments(n, path, warps_per_block, rows_per_warp, flags, reserved_slot);
-    if (launch_status != MLA_KV_OK) return launch_status;
-    MLA_KV_REQUIRE(cache != nullptr, "cache is NULL");
-    MLA_KV_REQUIRE(loc != nullptr, "loc is NULL");
-    MLA_KV_REQUIRE(nope != nullptr, "nope is NULL");
-    MLA_KV_REQUIRE(rope != nullptr, "rope is NULL");
-    MLA_KV_REQUIRE(loc_elem_bytes == 4 || loc_elem_bytes == 8, "loc_elem_bytes = %d must be 4 or 8", loc_elem_bytes);
-    MLA_KV_REQUIRE(reinterpret_cast<uint64_t>(loc) % static_cast<uint64_t>(loc_elem_bytes) == 0,
-                   "loc is not aligned to its %d-byte elements", loc_elem_bytes);
-    MLA_KV_REQUIRE(capacity > 0, "capacity = %lld must be > 0", static_cast<long long>(capacity));
-    MLA_KV_REQUIRE(nope_bytes >= 0 && rope_bytes >= 0 && nope_bytes + rope_bytes > 0,
-                   "nope_bytes = %lld and rope_bytes = %lld must be >= 0 with a positive sum",
-                   static_cast<long long>(nope_bytes), static_cast<long long>(rope_bytes));
-    MLA_KV_REQUIRE(nope_row_stride >= nope_bytes, "nope_row_stride = %lld is smaller than nope_bytes = %lld",
-                   static_cast<long long>(nope_row_stride), static_cast<long long>(nope_bytes));
-    MLA_KV_REQUIRE(rope_row_stride >= rope_bytes, "rope_row_stride = %lld is smaller than rope_bytes = %lld",
-                   static_cast<long long>(rope_row_stride), static_cast<long long>(rope_bytes));
-    MLA_KV_REQUIRE(cache_row_stride >= nope_bytes + rope_bytes,
-                   "cache_row_stride = %lld is smaller than nope_bytes + rope_bytes = %lld",
-                   static_cast<long long>(cache_row_stride), static_cast<long long>(nope_bytes + rope_bytes));
-    MLA_KV_REQUIRE(capacity <= INT64_MAX / cache_row_stride, "capacity * cache_row_stride overflows");
+    const MlaKvCopyArgs args = {cache, capacity, cache_row_stride, loc, loc_elem_bytes, n, nope, nope_row_stride,
+                                nope_bytes, rope, rope_row_stride, rope_bytes, reserved_slot, path, warps_per_block,
+                                rows_per_warp, flags};
+    char why[512];
+    const int32_t checked = mla_kv_check_copy(&args, why, sizeof why);
+    if (checked != MLA_KV_OK) return FailWith(checked, why);
     MLA_KV_USE_DEVICE(device);
+    // The widest vector that divides every address, stride and size of the write.
+    const int vec = mla_kv_copy_alignment(&args);
+    const MlaKvWriteShape shape = WriteShape(device, 1, 0, mla_kv_copy_row_bytes(&args), vec);
+    int32_t warps = warps_per_block, rows = rows_per_warp;
+    const int32_t chosen = ChoosePath(n, shape, &path, &warps, &rows);
+    if (chosen != MLA_KV_OK) return chosen;
     if (n == 0) return MLA_KV_OK;  // nothing to write, nothing launched
 
     SetKvBufferParams p;
@@ -506,34 +570,22 @@ int32_t mla_kv_set_kv_buffer(int32_t device, void* stream, void* cache, int64_t 
     p.rope_bytes = rope_bytes;
     p.n = n;
     p.reserved_slot = reserved_slot;
+    const int32_t slotted = ErrorsForWrite(device, AsStream(stream), &p.errors);
+    if (slotted != MLA_KV_OK) return slotted;
 
-    const DeviceFacts& facts = g_devices[device];
-    // The widest vector that divides every address, stride and size of the write.
-    const int vec = AlignmentOf({reinterpret_cast<uint64_t>(p.cache), reinterpret_cast<uint64_t>(p.nope),
-                                 reinterpret_cast<uint64_t>(p.rope), static_cast<uint64_t>(p.cache_row_stride),
-                                 static_cast<uint64_t>(p.nope_row_stride), static_cast<uint64_t>(p.rope_row_stride),
-                                 static_cast<uint64_t>(p.nope_bytes), static_cast<uint64_t>(p.rope_bytes)});
-    const int64_t row_bytes = nope_bytes + rope_bytes;
-    const bool tma_runnable = facts.cc_major >= 9 && vec == 16;
     // Before sm_90 there is no programmatic dependent launch; the flag is documented as no effect.
-    const bool pdl = (flags & MLA_KV_FLAG_PDL) != 0 && facts.cc_major >= 9;
-
-    if (path == MLA_KV_PATH_AUTO) {
-      ChooseAutoLaunch(n, tma_runnable && TmaSharedBytes(8, row_bytes) <= facts.smem_optin, &path, &warps_per_block,
-                       &rows_per_warp);
+    const bool pdl = (flags & MLA_KV_FLAG_PDL) != 0 && shape.cc_major >= 9;
+    cudaError_t e = cudaErrorInvalidValue;
+    switch (path) {
+      case MLA_KV_PATH_TMA: e = SetKvBufferTma(p, loc_elem_bytes, warps, rows, pdl, AsStream(stream)); break;
+      case MLA_KV_PATH_SPECIALIZED:
+        e = SetKvBufferSpecialized(p, loc_elem_bytes, warps, rows, pdl, AsStream(stream));
+        break;
+      case MLA_KV_PATH_SPREAD: e = SetKvBufferSpread(p, loc_elem_bytes, rows, pdl, AsStream(stream)); break;
+      default: e = SetKvBufferVector(p, loc_elem_bytes, vec, warps, rows, pdl, AsStream(stream)); break;
     }
-
-    cudaError_t e;
-    if (path == MLA_KV_PATH_TMA) {
-      const int32_t tma_status =
-          CheckTmaRunnable(device, facts.cc_major, facts.smem_optin, "every address, stride and size", vec,
-                           warps_per_block, row_bytes);
-      if (tma_status != MLA_KV_OK) return tma_status;
-      e = SetKvBufferTma(p, loc_elem_bytes, warps_per_block, rows_per_warp, pdl, AsStream(stream));
-    } else {
-      e = SetKvBufferVector(p, loc_elem_bytes, vec, warps_per_block, rows_per_warp, pdl, AsStream(stream));
-    }
-    if (e != cudaSuccess) return FailCuda(e, path == MLA_KV_PATH_TMA ? "launch of SetKvBufferTmaKernel" : "launch of SetKvBufferVectorKernel");
+    if (e != cudaSuccess) return Fail(MLA_KV_ERR_CUDA, "launch of the %s kernel failed: %s (%s)", mla_kv_path_name(path),
+                                      cudaGetErrorString(e), cudaGetErrorName(e));
     return MLA_KV_OK;
   });
 }
@@ -546,55 +598,23 @@ int32_t mla_kv_set_kv_buffer_quantized(int32_t device, void* stream, int32_t for
                                        float scale, int64_t reserved_slot, int32_t path, int32_t warps_per_block,
                                        int32_t rows_per_warp, int32_t flags) {
   return Guard([&]() -> int32_t {
-    const int32_t launch_status = CheckLaunchArguments(n, path, warps_per_block, rows_per_warp, flags, reserved_slot);
-    if (launch_status != MLA_KV_OK) return launch_status;
-    MLA_KV_REQUIRE(format == MLA_KV_FORMAT_FP8_E4M3 || format == MLA_KV_FORMAT_FP8_E5M2 || format == MLA_KV_FORMAT_FP8_DS_MLA,
-                   "format = %d is not one of MLA_KV_FORMAT_FP8_E4M3/E5M2/DS_MLA", format);
-    MLA_KV_REQUIRE(scale_rule == MLA_KV_SCALE_DEFAULT || (format == MLA_KV_FORMAT_FP8_DS_MLA && scale_rule == MLA_KV_SCALE_AMAX),
-                   "scale_rule = %d is not one the format accepts", scale_rule);
-    MLA_KV_REQUIRE(page_size == 0, "page_size = %lld must be 0 for a row format", static_cast<long long>(page_size));
-    MLA_KV_REQUIRE(source_dtype == MLA_KV_SOURCE_BF16 || source_dtype == MLA_KV_SOURCE_FP16,
-                   "source_dtype = %d is not MLA_KV_SOURCE_BF16 or MLA_KV_SOURCE_FP16", source_dtype);
-    MLA_KV_REQUIRE(cache != nullptr, "cache is NULL");
-    MLA_KV_REQUIRE(loc != nullptr, "loc is NULL");
-    MLA_KV_REQUIRE(nope != nullptr, "nope is NULL");
-    MLA_KV_REQUIRE(rope != nullptr, "rope is NULL");
-    MLA_KV_REQUIRE(loc_elem_bytes == 4 || loc_elem_bytes == 8, "loc_elem_bytes = %d must be 4 or 8", loc_elem_bytes);
-    MLA_KV_REQUIRE(reinterpret_cast<uint64_t>(loc) % static_cast<uint64_t>(loc_elem_bytes) == 0,
-                   "loc is not aligned to its %d-byte elements", loc_elem_bytes);
-    MLA_KV_REQUIRE(capacity > 0, "capacity = %lld must be > 0", static_cast<long long>(capacity));
-    const bool ds_mla = format == MLA_KV_FORMAT_FP8_DS_MLA;
-    if (ds_mla) {
-      MLA_KV_REQUIRE(nope_elems == kDsMlaNopeElems && rope_elems == kDsMlaRopeElems,
-                     "the ds_mla format has 512 nope and 64 rope elements a row; got %lld and %lld",
-                     static_cast<long long>(nope_elems), static_cast<long long>(rope_elems));
-    } else {
-      MLA_KV_REQUIRE(nope_elems >= 0 && nope_elems % 16 == 0 && nope_elems <= kFlatMaxNopeElems,
-                     "nope_elems = %lld must be a multiple of 16 in 0..%lld", static_cast<long long>(nope_elems),
-                     static_cast<long long>(kFlatMaxNopeElems));
-      MLA_KV_REQUIRE(rope_elems >= 0 && rope_elems % 2 == 0 && rope_elems <= kFlatMaxRopeElems,
-                     "rope_elems = %lld must be a multiple of 2 in 0..%lld", static_cast<long long>(rope_elems),
-                     static_cast<long long>(kFlatMaxRopeElems));
-      MLA_KV_REQUIRE(nope_elems + rope_elems > 0, "nope_elems + rope_elems must be > 0");
-      MLA_KV_REQUIRE(scale > 0.0f && scale <= 3.4028234663852886e38f, "scale = %g must be finite and > 0",
-                     static_cast<double>(scale));
-    }
-    MLA_KV_REQUIRE(reinterpret_cast<uint64_t>(nope) % 2 == 0 && reinterpret_cast<uint64_t>(rope) % 2 == 0 &&
-                       nope_row_stride % 2 == 0 && rope_row_stride % 2 == 0,
-                   "nope and rope addresses and row strides must be multiples of their 2-byte elements");
-    MLA_KV_REQUIRE(nope_row_stride >= 2 * nope_elems, "nope_row_stride = %lld bytes is smaller than a row of %lld elements",
-                   static_cast<long long>(nope_row_stride), static_cast<long long>(nope_elems));
-    MLA_KV_REQUIRE(rope_row_stride >= 2 * rope_elems, "rope_row_stride = %lld bytes is smaller than a row of %lld elements",
-                   static_cast<long long>(rope_row_stride), static_cast<long long>(rope_elems));
-    const Fp8Format fp8 = ds_mla ? Fp8Format::kDsMla
-                                 : format == MLA_KV_FORMAT_FP8_E5M2 ? Fp8Format::kFlatE5m2 : Fp8Format::kFlatE4m3;
-    const int64_t row_bytes = QuantizedRowBytes(fp8, nope_elems, rope_elems);
-    MLA_KV_REQUIRE(cache_row_stride >= row_bytes, "cache_row_stride = %lld is smaller than the format's row of %lld bytes",
-                   static_cast<long long>(cache_row_stride), static_cast<long long>(row_bytes));
-    MLA_KV_REQUIRE(capacity <= INT64_MAX / cache_row_stride, "capacity * cache_row_stride overflows");
+    const MlaKvQuantizedArgs args = {format, scale_rule, cache, capacity, cache_row_stride, page_size, loc,
+                                     loc_elem_bytes, n, source_dtype, nope, nope_row_stride, nope_elems, rope,
+                                     rope_row_stride, rope_elems, scale, reserved_slot, path, warps_per_block,
+                                     rows_per_warp, flags};
+    char why[512];
+    const int32_t checked = mla_kv_check_quantized(&args, why, sizeof why);
+    if (checked != MLA_KV_OK) return FailWith(checked, why);
     MLA_KV_USE_DEVICE(device);
+    const int64_t row_bytes = mla_kv_quantized_row_bytes(format, nope_elems, rope_elems);
+    const MlaKvWriteShape shape =
+        WriteShape(device, 0, mla_kv_format_is_paged(format), row_bytes, mla_kv_quantized_tma_alignment(&args));
+    int32_t warps = warps_per_block, rows = rows_per_warp;
+    const int32_t chosen = ChoosePath(n, shape, &path, &warps, &rows);
+    if (chosen != MLA_KV_OK) return chosen;
     if (n == 0) return MLA_KV_OK;
 
+    const bool flat = mla_kv_format_is_flat(format);
     QuantizeParams p;
     p.cache = static_cast<uint8_t*>(cache);
     p.loc = loc;
@@ -609,53 +629,67 @@ int32_t mla_kv_set_kv_buffer_quantized(int32_t device, void* stream, int32_t for
     p.n = n;
     p.reserved_slot = reserved_slot;
     p.loc_is_64 = loc_elem_bytes == 8;
-    p.scale = ds_mla ? 1.0f : scale;
+    p.page_size = page_size;
+    p.scale_rule = mla_kv_resolved_scale_rule(format, scale_rule);
+    p.scale = flat ? scale : 1.0f;
     // A power-of-two scale (1 is the common one) divides exactly as a multiplication by its
     // reciprocal, which is exact too as long as it is a normal number.
     int exponent = 0;
     const float mantissa = std::frexp(p.scale, &exponent);
     p.scale_is_power_of_two = mantissa == 0.5f && exponent > -125 && exponent < 126;
     p.reciprocal = p.scale_is_power_of_two ? 1.0f / p.scale : 0.0f;
-    p.sources_vec16 = AlignmentOf({reinterpret_cast<uint64_t>(nope), reinterpret_cast<uint64_t>(rope),
-                                   static_cast<uint64_t>(nope_row_stride), static_cast<uint64_t>(rope_row_stride)}) == 16;
+    // A part with no elements reads nothing, so its address and stride do not limit the loads.
+    uint64_t source_bits = 0;
+    if (nope != nullptr) source_bits |= reinterpret_cast<uint64_t>(nope) | static_cast<uint64_t>(nope_row_stride);
+    if (rope != nullptr) source_bits |= reinterpret_cast<uint64_t>(rope) | static_cast<uint64_t>(rope_row_stride);
+    p.sources_vec16 = mla_kv_alignment_of(source_bits) == 16;
     // Stores are 16-byte vectors at multiples of 16 in the row (and 2-byte pairs after a flat
     // row's nope part, a multiple of 16 elements); else byte by byte.
-    p.cache_vec = AlignmentOf({reinterpret_cast<uint64_t>(cache), static_cast<uint64_t>(cache_row_stride)}) == 16;
+    p.cache_vec = mla_kv_alignment_of(reinterpret_cast<uint64_t>(cache) | static_cast<uint64_t>(cache_row_stride)) == 16;
+    const int32_t slotted = ErrorsForWrite(device, AsStream(stream), &p.errors);
+    if (slotted != MLA_KV_OK) return slotted;
 
-    const DeviceFacts& facts = g_devices[device];
-    const int tma_align = AlignmentOf({reinterpret_cast<uint64_t>(cache), static_cast<uint64_t>(cache_row_stride),
-                                       static_cast<uint64_t>(row_bytes)});
-    const bool pdl = (flags & MLA_KV_FLAG_PDL) != 0 && facts.cc_major >= 9;
-    if (path == MLA_KV_PATH_AUTO) {
-      ChooseAutoLaunch(n, facts.cc_major >= 9 && tma_align == 16 && TmaSharedBytes(8, row_bytes) <= facts.smem_optin,
-                       &path, &warps_per_block, &rows_per_warp);
-    }
-    if (path == MLA_KV_PATH_TMA) {
-      const int32_t tma_status = CheckTmaRunnable(device, facts.cc_major, facts.smem_optin,
-                                                  "the cache address, its row stride and the row size", tma_align,
-                                                  warps_per_block, row_bytes);
-      if (tma_status != MLA_KV_OK) return tma_status;
-    }
+    const bool pdl = (flags & MLA_KV_FLAG_PDL) != 0 && shape.cc_major >= 9;
     const bool tma = path == MLA_KV_PATH_TMA;
-    cudaError_t e = SetKvBufferQuantized(p, fp8, source_dtype == MLA_KV_SOURCE_FP16, tma, warps_per_block, rows_per_warp,
-                                         pdl, AsStream(stream));
-    if (e != cudaSuccess) return FailCuda(e, tma ? "launch of QuantizeTmaKernel" : "launch of QuantizeVectorKernel");
+    Fp8Format fp8;
+    const cudaError_t e = Fp8FormatOf(format, &fp8)
+                              ? SetKvBufferQuantized(p, fp8, source_dtype == MLA_KV_SOURCE_FP16, tma, warps, rows, pdl,
+                                                     AsStream(stream))
+                              : cudaErrorNotSupported;
+    if (e != cudaSuccess) {
+      return Fail(MLA_KV_ERR_CUDA, "launch of the %s quantizing kernel (%s) failed: %s (%s)", mla_kv_path_name(path),
+                  mla_kv_format_name(format), cudaGetErrorString(e), cudaGetErrorName(e));
+    }
     return MLA_KV_OK;
   });
 }
 
 int32_t mla_kv_check_errors(int32_t device, void* stream, int64_t* out_count, int64_t* out_first_index) {
-  (void)stream;
   return Guard([&]() -> int32_t {
     MLA_KV_USE_DEVICE(device);
     if (out_count) *out_count = 0;
     if (out_first_index) *out_first_index = 0;
-    MLA_KV_CUDA_CHECK(cudaDeviceSynchronize());
-    OutOfRangeWord word;
-    MLA_KV_CUDA_CHECK(cudaMemcpyFromSymbol(&word, g_out_of_range, sizeof(word)));
+    const cudaStream_t s = AsStream(stream);
+    const int32_t capturing = RequireNotCapturing(s, "errors cannot be checked");
+    if (capturing != MLA_KV_OK) return capturing;
+    OutOfRangeWord* slot = g_errors.FindStreamSlot(device, s);
+    if (slot == nullptr) {  // nothing ever wrote on this stream: nothing to report
+      MLA_KV_CUDA_CHECK(cudaStreamSynchronize(s));
+      return MLA_KV_OK;
+    }
+    OutOfRangeWord* host = nullptr;
+    OutOfRangeWord* mapped = nullptr;
+    cudaError_t e = g_errors.TakeResult(device, &host, &mapped);
+    if (e != cudaSuccess) return FailCuda(e, "allocating the pinned result of the check");
+    // One exchange a word, ordered on the stream after its writes, into pinned host memory; then
+    // the wait for this stream alone.
+    TakeErrorWord<<<1, 1, 0, s>>>(slot, mapped);
+    e = cudaGetLastError();
+    if (e == cudaSuccess) e = cudaStreamSynchronize(s);
+    const OutOfRangeWord word = *host;
+    g_errors.GiveResult(device, host, mapped);
+    if (e != cudaSuccess) return FailCuda(e, "reading the stream's error slot");
     if (word.count == 0) return MLA_KV_OK;
-    const OutOfRangeWord clean = {0ull, ~0ull};
-    MLA_KV_CUDA_CHECK(cudaMemcpyToSymbol(g_out_of_range, &clean, sizeof(clean)));
     if (out_count) *out_count = static_cast<int64_t>(word.count);
     if (out_first_index) *out_first_index = static_cast<int64_t>(word.first_index);
     return Fail(MLA_KV_ERR_OUT_OF_RANGE_LOC,

@@ -1,5 +1,5 @@
 // common.cuh — what both write paths share: the argument block, row addressing, the loc load and
-// the device-side out-of-range error word.
+// the out-of-range error word the kernels count into.
 #pragma once
 
 #include <cstdint>
@@ -7,8 +7,16 @@
 
 namespace mla_kv {
 
-// Everything a copying write kernel needs, by value (one kernel parameter, 104 bytes).
-// Sizes and strides are in bytes.
+// Rows skipped because loc >= capacity, and the smallest row index i that did so (~0ull when
+// none). Each stream that writes owns one in device memory (error_slots.cuh); a write's kernels
+// count into the one of the stream they run on, and mla_kv_check_errors reads and clears it.
+struct OutOfRangeWord {
+  unsigned long long count;
+  unsigned long long first_index;
+};
+
+// Everything a copying write kernel needs, by value (one kernel parameter). Sizes and strides
+// are in bytes.
 struct SetKvBufferParams {
   uint8_t* cache;            // [capacity, cache_row_stride]
   const void* loc;           // [n] int32 or int64 (the kernel's LocT)
@@ -22,18 +30,10 @@ struct SetKvBufferParams {
   int64_t rope_bytes;
   int64_t n;
   int64_t reserved_slot;     // a slot never written (engines' padding slot); -1 when none
+  OutOfRangeWord* errors;    // the error slot of the write's stream (or of the graph it is captured into)
 };
-
-// The out-of-range word of each device: rows skipped because loc >= capacity, and the smallest
-// row index i that did so. One instance per device (a __device__ variable lives per context), read
-// and cleared by mla_kv_check_errors. Kept out of the argument block so that graph-captured
-// launches keep reporting without any host-side bookkeeping. Defined here because the library is
-// one translation unit (capi.cu), built without relocatable device code.
-struct OutOfRangeWord {
-  unsigned long long count;
-  unsigned long long first_index;  // ~0ull when clean
-};
-__device__ OutOfRangeWord g_out_of_range = {0ull, ~0ull};
+// Thirteen 8-byte fields: the block is one kernel parameter, copied at every launch.
+static_assert(sizeof(SetKvBufferParams) == 104, "SetKvBufferParams is thirteen 8-byte fields");
 
 template <typename LocT>
 __device__ __forceinline__ int64_t load_loc(const void* loc, int64_t i) {
@@ -47,14 +47,14 @@ __device__ __forceinline__ int64_t load_loc(const void* loc, int64_t i) {
 // the data loads share one memory round trip instead of two in sequence.
 // The reserved slot costs one compare: it is skipped exactly like padding, silently, because
 // writing it is what engines pad *with* (a finite row that padded attention reads).
-// Only lane 0 reports, so each skipped row is counted once.
-__device__ __forceinline__ int64_t checked_slot(int64_t capacity, int64_t reserved_slot, int64_t slot, int64_t i,
-                                                int lane) {
+// Only lane 0 reports, so each skipped row is counted once, into `errors`.
+__device__ __forceinline__ int64_t checked_slot(OutOfRangeWord* errors, int64_t capacity, int64_t reserved_slot,
+                                                int64_t slot, int64_t i, int lane) {
   if (slot < 0 || slot == reserved_slot) return -1;  // negative loc is padding (vLLM's convention)
   if (slot >= capacity) {
     if (lane == 0) {
-      atomicAdd(&g_out_of_range.count, 1ull);
-      atomicMin(&g_out_of_range.first_index, static_cast<unsigned long long>(i));
+      atomicAdd(&errors->count, 1ull);
+      atomicMin(&errors->first_index, static_cast<unsigned long long>(i));
     }
     return -1;
   }

@@ -52,8 +52,8 @@ struct QuantizeParams {
   int64_t cache_row_stride;
   int64_t nope_row_stride;
   int64_t rope_row_stride;
-  int64_t nope_elems;        // flat: multiple of 8; ds_mla: 512
-  int64_t rope_elems;        // flat: multiple of 8; ds_mla: 64
+  int64_t nope_elems;        // flat: multiple of 16 up to 1024; ds_mla: 512
+  int64_t rope_elems;        // flat: multiple of 2 up to 128; ds_mla: 64
   int64_t n;
   int64_t reserved_slot;     // -1 when none
   float scale;               // flat: the per-tensor scale (finite, > 0); ds_mla: unused
@@ -62,6 +62,9 @@ struct QuantizeParams {
   int32_t loc_is_64;         // 1 for int64 loc, 0 for int32 (a runtime choice: one load a row)
   int32_t sources_vec16;     // 1 when source addresses and strides allow 16-byte loads
   int32_t cache_vec;         // 1 when the cache address and row stride are multiples of 16
+  OutOfRangeWord* errors;    // the error slot of the write's stream (or of the graph it is captured into)
+  int64_t page_size;         // tokens a page of the paged formats; 0 for row formats
+  int32_t scale_rule;        // MLA_KV_SCALE_* of the tile-scaled formats, DEFAULT resolved by the host
 };
 
 // The ds_mla row, in bytes.
@@ -347,16 +350,16 @@ struct DsMlaCodec {
 
 // ---- kernels --------------------------------------------------------------------------------------
 
-/*!
- * \brief Quantizing write, vector path: ROWS consecutive rows a warp, all their loads issued
- *        before the first conversion, converted bytes stored straight into the cache.
- */
 // loc is int32 or int64 by a runtime flag rather than a template: one load a row does not need its
 // own copy of these (large) kernels.
 __device__ __forceinline__ int64_t load_any_loc(const QuantizeParams& p, int64_t i) {
   return p.loc_is_64 ? load_loc<int64_t>(p.loc, i) : load_loc<int32_t>(p.loc, i);
 }
 
+/*!
+ * \brief Quantizing write, vector path: ROWS consecutive rows a warp, all their loads issued
+ *        before the first conversion, converted bytes stored straight into the cache.
+ */
 template <typename Codec, int ROWS>
 __global__ void __launch_bounds__(kMaxThreadsPerBlock) QuantizeVectorKernel(const QuantizeParams p) {
   const int lane = threadIdx.x & 31;
@@ -376,7 +379,7 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) QuantizeVectorKernel(cons
     }
 #pragma unroll
     for (int r = 0; r < ROWS; ++r) {
-      slot[r] = checked_slot(p.capacity, p.reserved_slot, slot[r], first + r, lane);
+      slot[r] = checked_slot(p.errors, p.capacity, p.reserved_slot, slot[r], first + r, lane);
       // Warp-uniform (every lane read the same loc), so the emit's shuffles see the whole warp.
       if (slot[r] >= 0) Codec::emit(p, row[r], lane, p.cache + slot[r] * p.cache_row_stride, aligned);
     }
@@ -415,7 +418,7 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) QuantizeTmaKernel(const Q
     }
 #pragma unroll
     for (int r = 0; r < ROWS; ++r) {
-      slot[r] = checked_slot(p.capacity, p.reserved_slot, slot[r], first + r, lane);
+      slot[r] = checked_slot(p.errors, p.capacity, p.reserved_slot, slot[r], first + r, lane);
       if (slot[r] < 0) continue;  // warp-uniform
       uint8_t* buf = my_stages + stage * stage_bytes;
       // The buffer about to be filled was handed to the engine kTmaStages rows ago.
@@ -430,6 +433,8 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) QuantizeTmaKernel(const Q
   }
   if (lane == 0) bulk_wait_all();
   allow_next_grid_to_launch();
+#else
+  __trap();  // the host never launches this path below sm_90; a launch that did must not pass silently
 #endif
 }
 

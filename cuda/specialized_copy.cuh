@@ -47,7 +47,7 @@ __device__ __forceinline__ bool lean_should_write(int64_t slot, const SetKvBuffe
 
 /*! \brief Counts row i as skipped when its loc was >= capacity; `lead` is one thread of the row. */
 __device__ __forceinline__ void report_if_out_of_range(int64_t slot, const SetKvBufferParams& p, int64_t i, bool lead) {
-  if (lead && slot >= p.capacity) checked_slot(p.capacity, -1, slot, i, 0);
+  if (lead && slot >= p.capacity) checked_slot(p.errors, p.capacity, -1, slot, i, 0);
 }
 
 /*!

@@ -18,22 +18,22 @@
 // are then performed, and the shared memory may be released when the block exits.
 #pragma once
 
+#include "checks.h"
 #include "common.cuh"
 
 namespace mla_kv {
 
-// Two buffers per warp: one being read by the copy engine, one being filled.
-constexpr int kTmaStages = 2;
+// Two buffers per warp: one being read by the copy engine, one being filled (checks.h, where the
+// host's eligibility rule reads the same numbers).
+constexpr int kTmaStages = MLA_KV_TMA_STAGES;
 
 // Bytes a lane loads per pass before staging them: 3 x 16 B covers a 1152-byte row in one pass.
 constexpr int kVectorBytesPerLaneTma = 48;
 
-// Row buffers start on 128-byte boundaries (16 is the architectural minimum for bulk copies;
-// 128 keeps each buffer on its own set of banks' lines).
-__host__ __device__ constexpr int64_t TmaStageBytes(int64_t row_bytes) { return (row_bytes + 127) / 128 * 128; }
-
-__host__ __device__ constexpr int64_t TmaSharedBytes(int warps, int64_t row_bytes) {
-  return static_cast<int64_t>(warps) * kTmaStages * TmaStageBytes(row_bytes);
+// A stage's bytes and a block's shared memory, as checks.h defines them.
+__host__ __device__ inline int64_t TmaStageBytes(int64_t row_bytes) { return mla_kv_tma_stage_bytes(row_bytes); }
+__host__ __device__ inline int64_t TmaSharedBytes(int warps, int64_t row_bytes) {
+  return mla_kv_tma_shared_bytes(warps, row_bytes);
 }
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -110,7 +110,7 @@ __global__ void SetKvBufferTmaKernel(const SetKvBufferParams p) {
           if (j < row_vecs) v[k] = load_streaming(reinterpret_cast<const uint4*>(source_of<16>(p, i, j, nope_vecs)));
         }
         if (base == 0) {
-          slot = checked_slot(p.capacity, p.reserved_slot, slot, i, lane);
+          slot = checked_slot(p.errors, p.capacity, p.reserved_slot, slot, i, lane);
           if (slot < 0) break;  // warp-uniform: padding or out of range, nothing staged
           // The buffer we are about to fill was handed to the engine kTmaStages rows ago.
           if (lane == 0) bulk_wait_read<kTmaStages - 1>();
@@ -134,6 +134,8 @@ __global__ void SetKvBufferTmaKernel(const SetKvBufferParams p) {
   }
   if (lane == 0) bulk_wait_all();
   allow_next_grid_to_launch();
+#else
+  __trap();  // the host never launches this path below sm_90; a launch that did must not pass silently
 #endif
 }
 

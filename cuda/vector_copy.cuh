@@ -58,7 +58,7 @@ __device__ __forceinline__ void SetKvBufferVectorBody(const SetKvBufferParams& p
       }
       if (base == 0) {
 #pragma unroll
-        for (int r = 0; r < ROWS; ++r) slot[r] = checked_slot(p.capacity, p.reserved_slot, slot[r], first + r, lane);
+        for (int r = 0; r < ROWS; ++r) slot[r] = checked_slot(p.errors, p.capacity, p.reserved_slot, slot[r], first + r, lane);
       }
 #pragma unroll
       for (int r = 0; r < ROWS; ++r) {

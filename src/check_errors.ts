@@ -22,10 +22,10 @@ export function outOfRangeMessage(count: number, firstIndex: number, device = 0)
 }
 
 /**
- * Synchronises `device`, then throws if any write since the last check skipped rows whose loc
- * was >= the cache capacity. Reading the count also clears it, so each problem is reported once.
- *
- * Not allowed while a stream of `device` is being captured (it synchronises the device).
+ * Waits for the default stream of `device`, then throws if any write on it since the last check
+ * skipped rows whose loc was >= the cache capacity. Reading the count also clears it, so each
+ * problem is reported once. Writes on other streams are reported by their own
+ * `Stream.synchronize()`.
  *
  * @throws {MlaKvError} `OUT_OF_RANGE_LOC` when rows were skipped; `NO_DEVICE`/`CUDA` from the driver.
  *
@@ -37,9 +37,19 @@ export function outOfRangeMessage(count: number, firstIndex: number, device = 0)
  */
 export function checkErrors(device = 0): void {
   validateDevice(device, "device");
+  checkStreamErrors(device, 0);
+}
+
+/**
+ * Waits for the stream with the raw handle `stream` (0: the default stream) of `device`, then
+ * throws if writes on it skipped rows since its last check. Each stream counts its own rows.
+ *
+ * @throws {MlaKvError} `OUT_OF_RANGE_LOC` when rows were skipped; `NO_DEVICE`/`CUDA` from the driver.
+ */
+export function checkStreamErrors(device: number, stream: number): void {
   const count = new BigInt64Array(1);
   const firstIndex = new BigInt64Array(1);
-  const status = native().mla_kv_check_errors(device, 0, count, firstIndex);
+  const status = native().mla_kv_check_errors(device, stream, count, firstIndex);
   if (status === MLA_KV_ERR_OUT_OF_RANGE_LOC) {
     throw new MlaKvError("OUT_OF_RANGE_LOC", outOfRangeMessage(Number(count[0]), Number(firstIndex[0]), device));
   }

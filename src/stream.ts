@@ -6,7 +6,7 @@
  */
 
 import { check, native } from "../ffi/native.ts";
-import { checkErrors } from "./check_errors.ts";
+import { checkStreamErrors } from "./check_errors.ts";
 import { describeValue, invalidArgument, MlaKvError } from "../ffi/errors.ts";
 import { validateDevice } from "./validate.ts";
 
@@ -81,8 +81,8 @@ export class Stream {
   }
 
   /**
-   * Waits for all work on this stream, then reports rows that writes skipped because of an
-   * out-of-range loc (see {@link checkErrors}).
+   * Waits for all work on this stream, then reports rows that writes on it (and replays of
+   * graphs launched on it) skipped because of an out-of-range loc.
    *
    * @throws {MlaKvError} `CAPTURE` while the stream is being captured (waiting would invalidate
    * the capture); `OUT_OF_RANGE_LOC` when earlier writes skipped rows.
@@ -93,7 +93,7 @@ export class Stream {
       throw new MlaKvError("CAPTURE", "Stream.synchronize() cannot run while the stream is being captured; synchronize after capture() returns", "stream");
     }
     check(native().mla_kv_stream_synchronize(this.device, handle), "mla_kv_stream_synchronize");
-    checkErrors(this.device);
+    checkStreamErrors(this.device, handle);
   }
 
   /** True while this stream is being captured into a graph. */

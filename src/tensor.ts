@@ -9,7 +9,7 @@
  */
 
 import { check, native } from "../ffi/native.ts";
-import { checkErrors } from "./check_errors.ts";
+import { checkStreamErrors } from "./check_errors.ts";
 import { DTYPES, type DType, type HostArrayOf } from "./dtypes.ts";
 import { describeValue, invalidArgument, MlaKvError } from "../ffi/errors.ts";
 import { streamHandleFor, type Stream } from "./stream.ts";
@@ -136,8 +136,8 @@ export class DeviceTensor<D extends DType = DType> {
 
   /**
    * Copies this tensor to a new host array. Waits for `options.stream` (so earlier writes on it
-   * are visible), then runs {@link checkErrors}: reading a cache back is when a caller wants to
-   * know that some rows were skipped.
+   * are visible), then reports rows that writes on that stream skipped: reading a cache back is
+   * when a caller wants to know that some rows were skipped.
    *
    * @throws {MlaKvError} `OUT_OF_RANGE_LOC` when earlier writes skipped rows (the copy itself
    * completed; call again to get the data).
@@ -153,7 +153,7 @@ export class DeviceTensor<D extends DType = DType> {
       check(symbols.mla_kv_memcpy_dtoh(this.device, host, ptr, host.byteLength, stream), "mla_kv_memcpy_dtoh");
     }
     check(symbols.mla_kv_stream_synchronize(this.device, stream), "mla_kv_stream_synchronize");
-    checkErrors(this.device);
+    checkStreamErrors(this.device, stream);
     return host;
   }
 

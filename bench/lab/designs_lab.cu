@@ -59,7 +59,7 @@ __global__ void __launch_bounds__(THREADS) Spread2Kernel(const SetKvBufferParams
                                        : p.rope + i * p.rope_row_stride + (j - NOPE_VECS) * 16;
     v = LabLoad(reinterpret_cast<const uint4*>(src), LOADNC);
   }
-  const int64_t s = mla_kv::checked_slot(p.capacity, p.reserved_slot, slot, i, j);
+  const int64_t s = mla_kv::checked_slot(p.errors, p.capacity, p.reserved_slot, slot, i, j);
   if (s >= 0 && j < VECS) reinterpret_cast<uint4*>(p.cache + s * p.cache_row_stride)[j] = v;
   if (!EARLY) mla_kv::allow_next_grid_to_launch();
 }
@@ -96,7 +96,7 @@ __global__ void Specialized2Kernel(const SetKvBufferParams p) {
   for (int r = 0; r < ROWS; ++r) {
     const uint32_t i = first + r;
     if (i >= n) break;
-    const int64_t s = mla_kv::checked_slot(p.capacity, p.reserved_slot, raw[r], i, lane);
+    const int64_t s = mla_kv::checked_slot(p.errors, p.capacity, p.reserved_slot, raw[r], i, lane);
     if (s < 0) continue;
     uint4* dst = reinterpret_cast<uint4*>(p.cache + static_cast<uint64_t>(s) * p.cache_row_stride);
 #pragma unroll
@@ -156,6 +156,7 @@ struct World {
   uint8_t* rope[kLayers];
   int64_t* loc[kLayers];
   uint8_t* copy_dst[kLayers];
+  mla_kv::OutOfRangeWord* errors;  // the library keeps one per stream; the lab needs only one
 };
 
 // The specialized kernel with 64-bit offsets forced, to measure what the 32-bit ones buy.
@@ -168,7 +169,7 @@ static cudaError_t Specialized64(const SetKvBufferParams& p, int warps, int rows
 static cudaError_t Launch(const Variant& v, const World& w, int layer, int64_t n, bool pdl, cudaStream_t s) {
   const int64_t row = w.L.nope_bytes + w.L.rope_bytes;
   SetKvBufferParams p{w.cache[layer], w.loc[layer], w.nope[layer], w.rope[layer], kCapacity, row,
-                      w.L.nope_bytes, w.L.rope_bytes, w.L.nope_bytes, w.L.rope_bytes, n, /*reserved_slot=*/-1};
+                      w.L.nope_bytes, w.L.rope_bytes, w.L.nope_bytes, w.L.rope_bytes, n, /*reserved_slot=*/-1, w.errors};
   const int ni = static_cast<int>(n);
   switch (v.kind) {
     case kGeneric: return mla_kv::SetKvBufferVector(p, 8, 16, v.warps, v.rows, pdl, s);
@@ -289,7 +290,9 @@ int main(int argc, char** argv) {
   printf("lab: %s, %d SMs, L2 %d MB, layout %s\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20, L.name);
 
   const std::vector<int64_t> ns = {1, 8, 32, 128, 512, 1024, 2048, 4096, 8192, 16384, 32768};
-  World w{L, ns.back(), {}, {}, {}, {}, {}};
+  World w{L, ns.back(), {}, {}, {}, {}, {}, nullptr};
+  CHECK(cudaMalloc(&w.errors, sizeof(mla_kv::OutOfRangeWord)));
+  CHECK(cudaMemset(w.errors, 0, sizeof(mla_kv::OutOfRangeWord)));
   const int64_t row = L.nope_bytes + L.rope_bytes;
   std::mt19937_64 rng(1234);
   for (int l = 0; l < kLayers; ++l) {

@@ -58,7 +58,7 @@ __global__ void LabPolicyKernel(const SetKvBufferParams p) {
     const int64_t j = lane + 32 * k;
     if (j < row_vecs) v[k] = LabLoad<LOADP>(reinterpret_cast<const uint4*>(mla_kv::source_of<16>(p, i, j, nope_vecs)));
   }
-  slot = mla_kv::checked_slot(p.capacity, p.reserved_slot, slot, i, lane);
+  slot = mla_kv::checked_slot(p.errors, p.capacity, p.reserved_slot, slot, i, lane);
   if (slot < 0) return;
   uint4* dst = reinterpret_cast<uint4*>(p.cache + slot * p.cache_row_stride);
 #pragma unroll
@@ -107,12 +107,14 @@ struct World {
   uint8_t* rope[kLayers];
   int64_t* loc[kLayers];
   uint8_t* copy_dst[kLayers];
+  mla_kv::OutOfRangeWord* errors;  // every variant's loc is in range; the kernels still need a slot
 };
 
 static cudaError_t Launch(const Variant& v, const World& w, int layer, int64_t n, cudaStream_t s) {
   const int64_t row = w.L.nope_bytes + w.L.rope_bytes;
   SetKvBufferParams p{w.cache[layer], w.loc[layer], w.nope[layer], w.rope[layer], kCapacity, row,
-                      w.L.nope_bytes, w.L.rope_bytes, w.L.nope_bytes, w.L.rope_bytes, n, /*reserved_slot=*/-1};
+                      w.L.nope_bytes, w.L.rope_bytes, w.L.nope_bytes, w.L.rope_bytes, n, /*reserved_slot=*/-1,
+                      w.errors};
   switch (v.kind) {
     case 0: return mla_kv::SetKvBufferVector(p, 8, 16, v.warps, v.rows, false, s);
     case 1: return mla_kv::SetKvBufferTma(p, 8, v.warps, v.rows, false, s);
@@ -201,7 +203,10 @@ int main(int argc, char** argv) {
   printf("lab: %s, %d SMs, L2 %d MB, layout %s\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20, L.name);
 
   const std::vector<int64_t> ns = {1, 8, 32, 128, 512, 768, 1024, 2048, 4096, 8192, 16384, 32768};
-  World w{L, ns.back(), {}, {}, {}, {}, {}};
+  World w{L, ns.back(), {}, {}, {}, {}, {}, nullptr};
+  const mla_kv::OutOfRangeWord clean = {0ull, ~0ull};
+  CHECK(cudaMalloc(&w.errors, sizeof(clean)));
+  CHECK(cudaMemcpy(w.errors, &clean, sizeof(clean), cudaMemcpyHostToDevice));
   const int64_t row = L.nope_bytes + L.rope_bytes;
   std::mt19937_64 rng(1234);
   for (int l = 0; l < kLayers; ++l) {
