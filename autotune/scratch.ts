@@ -37,7 +37,9 @@ export interface Scratch {
   /** Slots in each layer's cache. */
   readonly capacity: number;
   readonly bytes: number;
-  /** The plan of a write of the first n rows into `layer`, as setMlaKvBuffer makes it. */
+  /** The tensors of a write of the first n rows into `layer` (kRope undefined for fp8_indexer). */
+  views(layer: number, n: number): { cache: DeviceTensor; loc: DeviceTensor; kNope: DeviceTensor; kRope: DeviceTensor | undefined };
+  /** The plan of that write, as setMlaKvBuffer makes it. */
   plan(layer: number, n: number): SetMlaKvBufferPlan;
   free(): void;
 }
@@ -133,10 +135,17 @@ export function allocScratch(layout: WriteLayout, options: { device?: number; bu
       maxN,
       capacity,
       bytes,
+      views(layer, n) {
+        return {
+          cache: caches[layer]!,
+          loc: loc[layer]!.narrow(0, 0, n),
+          kNope: nope.narrow(0, 0, n).narrow(1, 0, nopeElems),
+          kRope: layout.format === "fp8_indexer" ? undefined : rope.narrow(0, 0, n).narrow(1, 0, ropeElems),
+        };
+      },
       plan(layer, n) {
-        const kNope = nope.narrow(0, 0, n).narrow(1, 0, nopeElems);
-        const kRope = layout.format === "fp8_indexer" ? undefined : rope.narrow(0, 0, n).narrow(1, 0, ropeElems);
-        return planSetMlaKvBuffer(caches[layer]!, loc[layer]!.narrow(0, 0, n), kNope, kRope, planOptions);
+        const v = this.views(layer, n);
+        return planSetMlaKvBuffer(v.cache, v.loc, v.kNope, v.kRope, planOptions);
       },
       free() {
         for (const t of owned) t.free();

@@ -1,38 +1,47 @@
 #!/usr/bin/env bun
 /**
- * `bun run bench`: every write path against the floors and the baseline design, side by side in
- * one run, timed the way an engine runs them (8 layers per CUDA graph, replayed, CUDA events,
- * best of 5), then the host-side cost of the TypeScript layer against a C loop of the same call.
+ * `bun run bench`: mla-kv's default write side by side with the kernels engines already have
+ * (bench/peers.cuh), in one run, timed the way an engine runs them (8 layers per CUDA graph,
+ * replayed, CUDA events, variants re-timed in interleaved rounds, best kept), with and without
+ * programmatic dependent launch; then the host-side cost of the TypeScript layer against a C loop
+ * of the same call, and the tuner against an exhaustive sweep.
  *
  *   bun run bench [--layout bf16|u8] [--part core|fp8|pdl|reserved] [--quick] [--out DIR]
  *
- * Parts (all by default): core, the paths against the floors, the baseline, the host loop and the
- * tuner; fp8, quantize-on-write against the unfused sequence; pdl, a producer kernel then the
- * write; reserved, the cost of a reserved slot (bench/fused.ts).
+ * The figure that matters is `ratio_to_best_peer`: the default write over the fastest peer with
+ * the same PDL setting (`ratio_to_best_peer_no_pdl` with PDL off). Peers:
+ *   plain        the plain warp copy, signalling its dependents after its stores
+ *   plain-early  the same, signalling them first thing
+ *   seed-row     the seed's improved row design (one CTA a row)
+ * Floors: an empty kernel (with and without PDL) and a contiguous device copy of the same bytes.
  *
- * Writes bench/results/<gpu>.json and one SVG per layout; prints the tables and the targets.
+ * Writes bench/results/<gpu>.json and one SVG per layout; prints the tables last.
  */
 import { Bench } from "tinybench";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { allocTensor, deviceCount, deviceInfo, libraryInfo, setMlaKvBuffer, Stream, supportsPath } from "../mod.ts";
-import type { DType, Path, RowsPerWarp, Warps } from "../mod.ts";
+import { allocTensor, deviceInfo, libraryInfo, setMlaKvBuffer, Stream, type Warps } from "../mod.ts";
 import { check, native } from "../ffi/native.ts";
 import { PACKAGE_ROOT } from "../ffi/find_library.ts";
 import { allocScratch, type Scratch } from "../autotune/scratch.ts";
 import { timeGraphPerCall } from "../autotune/graph_timer.ts";
-import { renderLinePlot } from "../src/svg_plot.ts";
 import { createMeasurer } from "../autotune/measure.ts";
-import { tuneLayoutWithStats } from "../autotune/search.ts";
-import { openBenchLibrary } from "./bench_library.ts";
+import { tuneOnDevice } from "../autotune/tune.ts";
+import { planSetMlaKvBuffer } from "../src/layout.ts";
+import { copyLayout } from "../src/layout_key.ts";
+import { chooseLaunchConfig } from "../src/set_mla_kv_buffer.ts";
+import { renderLinePlot } from "../cli/svg_plot.ts";
+import { openBenchLibrary, type PeerWrite } from "./bench_library.ts";
 import { measureFp8, measurePdl, measureReservedSlot, type Fp8Row, type PdlRow, type ReservedSlotRow } from "./fused.ts";
 
 const LAYERS = 8;
-const NS = [1, 8, 32, 128, 512, 768, 1024, 2048, 4096, 8192, 16384, 32768];
+const ROUNDS = 3;
+const NS = [1, 8, 32, 128, 512, 1024, 2048, 4096, 8192, 16384, 32768];
+const QUICK_NS = [1, 128, 4096, 16384];
 const LAYOUTS = {
-  bf16: { name: "bf16 512+64", dtype: "bf16" as DType, nopeElems: 512, ropeElems: 64, elemBytes: 2 },
-  u8: { name: "u8 528+128", dtype: "u8" as DType, nopeElems: 528, ropeElems: 128, elemBytes: 1 },
+  bf16: { name: "bf16 512+64", elemBytes: 2, nopeBytes: 1024, ropeBytes: 128 },
+  u8: { name: "u8 528+128", elemBytes: 1, nopeBytes: 528, ropeBytes: 128 },
 };
 type LayoutName = keyof typeof LAYOUTS;
 const PARTS = ["core", "fp8", "pdl", "reserved"] as const;
@@ -40,22 +49,28 @@ type Part = (typeof PARTS)[number];
 const FUSED_NS = [1, 32, 128, 1024, 4096, 16384, 32768];
 const PDL_NS = [1, 8, 128, 1024, 4096, 16384];
 const RESERVED_NS = [128, 16384];
+const PEERS = ["plain", "plain-early", "seed-row"] as const;
+type Peer = (typeof PEERS)[number];
 
+/** One n of one layout: µs per call of everything timed, and the ratios. */
 interface Row {
   n: number;
-  auto: number;
-  /** auto with programmatic dependent launch: each layer's write may start as the previous ends. */
-  autoPdl: number;
-  vector: number;
-  vectorConfig: string;
-  tma: number | null;
-  tmaConfig: string | null;
-  memcpy: number;
+  /** mla-kv's default write (automatic dispatch, PDL on). */
+  default: number;
+  /** The same with PDL off. */
+  defaultNoPdl: number;
+  peers: Record<Peer, number>;
+  peersNoPdl: Record<Peer, number>;
+  bestPeer: Peer;
+  bestPeerNoPdl: Peer;
+  ratio_to_best_peer: number;
+  ratio_to_best_peer_no_pdl: number;
   empty: number;
-  baseline: number;
+  emptyNoPdl: number;
+  memcpy: number;
+  /** The launch the default write took at this n. */
+  chosen: string;
 }
-
-const cfgName = (c: { warps: number; rowsPerWarp: number }) => `w${c.warps}r${c.rowsPerWarp}`;
 
 function main(): number {
   const { values } = parseArgs({
@@ -64,12 +79,13 @@ function main(): number {
       part: { type: "string", multiple: true },
       quick: { type: "boolean", default: false },
       out: { type: "string", default: join(PACKAGE_ROOT, "bench", "results") },
-      help: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
     },
     strict: true,
   });
   if (values.help) {
-    console.log("usage: bun run bench [--layout bf16|u8]... [--part core|fp8|pdl|reserved]... [--quick] [--out DIR]");
+    console.log("usage: bun run bench [--layout bf16|u8]... [--part core|fp8|pdl|reserved]... [--quick] [--out DIR]\n" +
+      "Needs an NVIDIA GPU and `bun run build --bench`. Exit status: 0 done, 1 a failure, 3 no usable GPU here.");
     return 0;
   }
   const parts = new Set((values.part ?? [...PARTS]) as Part[]);
@@ -77,38 +93,25 @@ function main(): number {
   const layouts = (values.layout ?? ["bf16", "u8"]) as LayoutName[];
   for (const l of layouts) if (!(l in LAYOUTS)) throw new Error(`bench: unknown --layout ${l} (bf16 or u8)`);
 
-  let count = 0;
-  try {
-    count = deviceCount();
-  } catch (error) {
-    console.error(`bench: no NVIDIA GPU is usable here (${(error as Error).message.split("\n")[0]}); the benchmark needs one.`);
-    return 1;
-  }
-  if (count === 0) {
-    console.error("bench: the driver reports no GPU; the benchmark needs one.");
-    return 1;
-  }
   const info = deviceInfo(0);
-  const tmaOk = supportsPath(0, "tma");
   const lib = libraryInfo();
   const ref = openBenchLibrary();
   console.log(`bench: ${info.name}, sm_${info.computeCapability.join("")}, ${info.smCount} SMs, L2 ${(info.l2Bytes / 2 ** 20).toFixed(0)} MB; library ${lib.buildId}`);
 
-  const ns = values.quick ? [1, 128, 4096, 16384] : NS;
+  const ns = values.quick ? QUICK_NS : NS;
   const stream = Stream.create(0);
   const results: Record<string, Row[]> = {};
   for (const name of parts.has("core") ? layouts : []) {
     const L = LAYOUTS[name];
-    const rowBytes = (L.nopeElems + L.ropeElems) * L.elemBytes;
-    const maxN = ns[ns.length - 1]!;
-    const scratch = allocScratch({ dtype: L.dtype, nopeElems: L.nopeElems, ropeElems: L.ropeElems, locBytes: 8 }, { layers: LAYERS, maxN });
+    const scratch = allocScratch(copyLayout(L.nopeBytes, L.ropeBytes, 8));
+    const rowBytes = L.nopeBytes + L.ropeBytes;
+    const maxN = Math.min(ns[ns.length - 1]!, scratch.maxN);
     const copySrc = Array.from({ length: LAYERS }, () => allocTensor("u8", [maxN * rowBytes]));
     const copyDst = Array.from({ length: LAYERS }, () => allocTensor("u8", [maxN * rowBytes]));
     try {
       results[L.name] = [];
-      for (const n of ns) {
-        const row = measureN(n, scratch, stream, tmaOk, ref, L.elemBytes, rowBytes, copySrc.map((t) => t.ptr), copyDst.map((t) => t.ptr));
-        results[L.name]!.push(row);
+      for (const n of ns.filter((n) => n <= maxN)) {
+        results[L.name]!.push(measureN(n, scratch, stream, ref, L.elemBytes, rowBytes, copySrc.map((t) => t.ptr), copyDst.map((t) => t.ptr)));
         process.stderr.write(`\rbench: ${L.name} n=${n}        `);
       }
       process.stderr.write("\n");
@@ -126,7 +129,7 @@ function main(): number {
   if (fp8 || pdl || reserved) process.stderr.write("\n");
   const host = parts.has("core") ? measureHost(stream) : null;
   stream.destroy();
-  const tuner = parts.has("core") ? measureTuner(tmaOk) : null;
+  const tuner = parts.has("core") ? measureTuner() : null;
 
   const report = {
     gpu: info.name,
@@ -136,7 +139,7 @@ function main(): number {
     runtimeVersion: info.runtimeVersion,
     libraryBuildId: lib.buildId,
     date: new Date().toISOString(),
-    method: `${LAYERS} layers per CUDA graph, replayed, CUDA events, best of 5; int64 random unique loc; 128 Ki-row cache per layer`,
+    method: `${LAYERS} layers per CUDA graph, replayed, CUDA events, best of 5 per timing and of ${ROUNDS} interleaved rounds; int64 random unique loc; caches from the scratch set (autotune/scratch.ts)`,
     layouts: results,
     host,
     tuner,
@@ -152,56 +155,77 @@ function main(): number {
   for (const [layout, rows] of Object.entries(results)) {
     writeFileSync(`${stem}-${layout.split(" ")[0]}.svg`, plot(`${info.name}: ${layout}, µs per call (8-layer graph)`, rows));
   }
-  printReport(info.name, report.layouts, host, tuner);
   if (fp8) printFp8(fp8);
   if (pdl) printPdl(pdl);
   if (reserved) printReserved(reserved);
+  if (host && tuner) printHostAndTuner(host, tuner);
+  printCore(results);
   console.log(`bench: wrote ${stem}${suffix}.json and ${Object.keys(results).length} SVG plot(s)`);
   return 0;
 }
 
-function measureN(n: number, s: Scratch, stream: Stream, tmaOk: boolean, ref: ReturnType<typeof openBenchLibrary>,
+function measureN(n: number, s: Scratch, stream: Stream, ref: ReturnType<typeof openBenchLibrary>,
   elemBytes: number, rowBytes: number, copySrc: number[], copyDst: number[]): Row {
-  const time = (launch: (layer: number) => void, expectUs = 1 + n * rowBytes * 2 / 2.5e6) =>
+  const time = (launch: (layer: number) => void, expectUs = 1 + (n * rowBytes * 2) / 2.5e6) =>
     timeGraphPerCall(stream, LAYERS, launch, { expectUs }).us;
-  const write = (options?: { path?: Path; warps?: Warps; rowsPerWarp?: RowsPerWarp; pdl?: boolean }) => (layer: number) => {
-    const v = s.views(layer, n);
-    setMlaKvBuffer(v.cache, v.loc, v.kNope, v.kRope, { stream, ...options });
+  const views = Array.from({ length: LAYERS }, (_, layer) => s.views(layer, n));
+  const peerWrites: PeerWrite[] = views.map((v) => ({
+    rowBytes, elemBytes, cache: v.cache.ptr, cacheRowStride: rowBytes, loc: v.loc.ptr, n,
+    nope: v.kNope.ptr, nopeRowStride: v.kNope.strides[0]!, rope: v.kRope!.ptr, ropeRowStride: v.kRope!.strides[0]!,
+  }));
+  const write = (pdl: boolean) => (layer: number) => {
+    const v = views[layer]!;
+    setMlaKvBuffer(v.cache, v.loc, v.kNope, v.kRope, { stream, pdl });
   };
-  // Forced paths without PDL, so they compare with "auto" (also without) kernel for kernel.
-  const bestOf = (path: Path) => {
-    let best = { us: Infinity, config: "", options: { path, warps: 1 as Warps, rowsPerWarp: 1 as RowsPerWarp, pdl: false } };
-    for (const warps of [1, 2, 4, 8, 16] as Warps[])
-      for (const rowsPerWarp of [1, 2, 4] as RowsPerWarp[]) {
-        const options = { path, warps, rowsPerWarp, pdl: false };
-        const us = time(write(options));
-        if (us < best.us) best = { us, config: cfgName({ warps, rowsPerWarp }), options };
-      }
-    return best;
-  };
-  const vector = bestOf("vector");
-  const tma = tmaOk ? bestOf("tma") : null;
+  const peer = (name: Peer, pdl: boolean) => (layer: number) =>
+    name === "seed-row" ? ref.seedRow(stream.handle, pdl, peerWrites[layer]!) : ref.plain(stream.handle, pdl, name === "plain-early", peerWrites[layer]!);
   // One eager call first, as an engine makes before it captures: a capture never tunes, so
-  // without it "auto" would time the built-in rule on a GPU with no stored profile.
-  write()(0);
+  // without it the default write would be timed on the built-in rule on a GPU with no profile.
+  write(true)(0);
   stream.synchronize();
-  // The GPU's own pace drifts by several % over a run, so auto and the two forced winners are
-  // timed again side by side, three rounds, each keeping its best: the ratios compare choices.
-  let auto = Infinity, autoPdl = Infinity;
-  for (let round = 0; round < 3; ++round) {
-    auto = Math.min(auto, time(write({ pdl: false })));
-    autoPdl = Math.min(autoPdl, time(write({ pdl: true })));
-    vector.us = Math.min(vector.us, time(write(vector.options)));
-    if (tma) tma.us = Math.min(tma.us, time(write(tma.options)));
+  const variants: Record<string, () => number> = {
+    default: () => time(write(true)),
+    defaultNoPdl: () => time(write(false)),
+    empty: () => time(() => ref.empty(stream.handle, true), 1),
+    emptyNoPdl: () => time(() => ref.empty(stream.handle, false), 1),
+    memcpy: () => time((layer) => check(native().mla_kv_memcpy_dtod(0, copyDst[layer]!, copySrc[layer]!, n * rowBytes, stream.handle), "memcpy")),
+  };
+  for (const p of PEERS) {
+    variants[`${p}:pdl`] = () => time(peer(p, true));
+    variants[`${p}:off`] = () => time(peer(p, false));
   }
-  const memcpy = time((layer) => check(native().mla_kv_memcpy_dtod(0, copyDst[layer]!, copySrc[layer]!, n * rowBytes, stream.handle), "memcpy"));
-  const empty = time(() => ref.empty(stream.handle), 1);
-  const baseline = time((layer) => {
-    const v = s.views(layer, n);
-    ref.baseline(stream.handle, elemBytes, v.cache.ptr, rowBytes, v.loc.ptr, n, v.kNope.ptr, v.kNope.strides[0]! * elemBytes,
-      (v.kNope.shape[1]!) * elemBytes, v.kRope.ptr, v.kRope.strides[0]! * elemBytes, v.kRope.shape[1]! * elemBytes);
-  });
-  return { n, auto, autoPdl, vector: vector.us, vectorConfig: vector.config, tma: tma?.us ?? null, tmaConfig: tma?.config ?? null, memcpy, empty, baseline };
+  // The GPU's own pace drifts over a run, so every variant is timed in each round, interleaved,
+  // and keeps its best: the ratios then compare designs, not moments.
+  const best: Record<string, number> = {};
+  for (let round = 0; round < ROUNDS; ++round) {
+    for (const [k, f] of Object.entries(variants)) best[k] = Math.min(best[k] ?? Infinity, f());
+  }
+  const peers = Object.fromEntries(PEERS.map((p) => [p, best[`${p}:pdl`]!])) as Record<Peer, number>;
+  const peersNoPdl = Object.fromEntries(PEERS.map((p) => [p, best[`${p}:off`]!])) as Record<Peer, number>;
+  const fastest = (r: Record<Peer, number>) => PEERS.reduce((a, b) => (r[b] < r[a] ? b : a));
+  const bestPeer = fastest(peers), bestPeerNoPdl = fastest(peersNoPdl);
+  const chosen = chosenLaunch(views[0]!, stream);
+  return {
+    n,
+    default: best.default!,
+    defaultNoPdl: best.defaultNoPdl!,
+    peers,
+    peersNoPdl,
+    bestPeer,
+    bestPeerNoPdl,
+    ratio_to_best_peer: best.default! / peers[bestPeer],
+    ratio_to_best_peer_no_pdl: best.defaultNoPdl! / peersNoPdl[bestPeerNoPdl],
+    empty: best.empty!,
+    emptyNoPdl: best.emptyNoPdl!,
+    memcpy: best.memcpy!,
+    chosen,
+  };
+}
+
+/** The launch dispatch makes for this write, as `path wWrR`: the write's own chooser, so one rule. */
+function chosenLaunch(v: ReturnType<Scratch["views"]>, stream: Stream): string {
+  const c = chooseLaunchConfig(planSetMlaKvBuffer(v.cache, v.loc, v.kNope, v.kRope), { stream });
+  return `${c.path} w${c.warps}r${c.rowsPerWarp}`;
 }
 
 /**
@@ -216,10 +240,7 @@ function measureHost(stream: Stream) {
   using kRope = allocTensor("bf16", [1, 64]);
   using loc = allocTensor("i64", [1]);
   check(native().mla_kv_memset(0, loc.ptr, 0, 8, 0), "memset");
-  const options = { stream, path: "vector" as const, warps: 4 as Warps, rowsPerWarp: 1 as RowsPerWarp };
-  // Two TypeScript figures: the public call, and the bare bun:ffi call with its arguments already
-  // computed. Their difference is the TypeScript layer's own work; the bare call against the C
-  // loop is what crossing bun:ffi costs.
+  const options = { stream, path: "vector" as const, warps: 4 as Warps, rowsPerWarp: 1 as const };
   const lib = native();
   const bench = new Bench({ time: 1000, warmupTime: 200 });
   const drain = { afterEach: () => stream.synchronize() };
@@ -228,7 +249,7 @@ function measureHost(stream: Stream) {
   }, drain);
   bench.add("bare bun:ffi call", () => {
     for (let i = 0; i < BATCH; ++i) {
-      lib.mla_kv_set_kv_buffer(0, stream.handle, cache.ptr, 1 << 16, 1152, loc.ptr, 8, 1, kNope.ptr, 1024, 1024, kRope.ptr, 128, 128, -1, 1, 4, 1, 0);
+      lib.mla_kv_set_kv_buffer(0, stream.handle, cache.ptr, 1 << 16, 1152, loc.ptr, 8, 1, kNope.ptr, 1024, 1024, kRope.ptr, 128, 128, -1, 1, 4, 1, 1);
     }
   }, drain);
   bench.runSync();
@@ -243,40 +264,35 @@ function measureHost(stream: Stream) {
   const cCallsPerSecond = Number(/calls_per_second ([0-9.]+)/.exec(text)?.[1] ?? NaN);
   if (!Number.isFinite(cCallsPerSecond)) console.error(`bench: host_loop failed: ${text}${proc.stderr.toString()}`);
   const cUsPerCall = 1e6 / cCallsPerSecond;
-  return {
-    tsUsPerCall,
-    ffiUsPerCall,
-    cUsPerCall,
-    tsCallsPerSecond: 1e6 / tsUsPerCall,
-    cCallsPerSecond,
-    overhead: tsUsPerCall / cUsPerCall,
-  };
+  return { tsUsPerCall, ffiUsPerCall, cUsPerCall, overhead: tsUsPerCall / cUsPerCall };
 }
 
 /**
  * The tuner against an exhaustive sweep, for bf16 512+64 with int64 loc: both tune in this
- * process, then at every bucket the two chosen configurations are timed again, alternately, three
- * times each (best kept), so the ratio compares choices rather than two runs' noise.
+ * process, then at every bucket the two chosen launches are timed again, alternately, three times
+ * each (best kept), so the ratio compares choices rather than two runs' noise.
  */
-function measureTuner(tmaAllowed: boolean) {
-  const measurer = createMeasurer(0, { nopeBytes: 1024, ropeBytes: 128, locBytes: 8 });
+function measureTuner() {
+  const layout = copyLayout(1024, 128, 8);
+  const measurer = createMeasurer(0, layout);
   try {
     const t0 = performance.now();
-    const search = tuneLayoutWithStats({ measure: measurer.measure, tmaAllowed, method: "search" });
+    const search = tuneOnDevice(0, layout, { method: "search", measureWith: measurer.measure });
     const t1 = performance.now();
-    const exhaustive = tuneLayoutWithStats({ measure: measurer.measure, tmaAllowed, method: "exhaustive" });
+    const exhaustive = tuneOnDevice(0, layout, { method: "exhaustive", measureWith: measurer.measure });
     const t2 = performance.now();
+    const name = (c: { path: string; warps: number; rowsPerWarp: number }) => `${c.path} w${c.warps}r${c.rowsPerWarp}`;
     const rows = search.profile.buckets.map((b, i) => {
-      const e = exhaustive.profile.buckets[i]!;
+      const s = b.ranked[0]!, e = exhaustive.profile.buckets[i]!.ranked[0]!;
       let searchUs = Infinity, exhaustiveUs = Infinity;
       for (let k = 0; k < 3; ++k) {
-        searchUs = Math.min(searchUs, measurer.measure(b.best, b.n));
-        exhaustiveUs = Math.min(exhaustiveUs, measurer.measure(e.best, b.n));
+        searchUs = Math.min(searchUs, measurer.measure(s, b.n));
+        exhaustiveUs = Math.min(exhaustiveUs, measurer.measure(e, b.n));
       }
-      return { n: b.n, search: `${b.best.path} ${cfgName(b.best)}`, exhaustive: `${e.best.path} ${cfgName(e.best)}`, searchUs, exhaustiveUs, ratio: searchUs / exhaustiveUs };
+      return { n: b.n, search: name(s), exhaustive: name(e), searchUs, exhaustiveUs, ratio: searchUs / exhaustiveUs };
     });
     return {
-      layout: "bf16 512+64, i64 loc",
+      layout: "bf16 512+64, i64 loc, PDL as the writes use it",
       searchMs: t1 - t0,
       searchMeasurements: search.stats.measurements,
       exhaustiveMs: t2 - t1,
@@ -290,43 +306,34 @@ function measureTuner(tmaAllowed: boolean) {
 }
 
 function plot(title: string, rows: Row[]): string {
+  const line = (name: string, f: (r: Row) => number, dashed = false) => ({ name, points: rows.map((r) => [r.n, f(r)] as [number, number]), dashed });
   const series = [
-    { name: "auto", points: rows.map((r) => [r.n, r.auto] as [number, number]) },
-    { name: "auto + PDL", points: rows.map((r) => [r.n, r.autoPdl] as [number, number]) },
-    { name: "vector (best config)", points: rows.map((r) => [r.n, r.vector] as [number, number]) },
-    ...(rows[0]?.tma != null ? [{ name: "TMA (best config)", points: rows.map((r) => [r.n, r.tma!] as [number, number]) }] : []),
-    { name: "contiguous copy (floor)", points: rows.map((r) => [r.n, r.memcpy] as [number, number]), dashed: true },
-    { name: "empty kernel", points: rows.map((r) => [r.n, r.empty] as [number, number]), dashed: true },
-    { name: "baseline design", points: rows.map((r) => [r.n, r.baseline] as [number, number]) },
+    line("mla-kv default (PDL)", (r) => r.default),
+    line("mla-kv, PDL off", (r) => r.defaultNoPdl),
+    ...PEERS.map((p) => line(`${p} + PDL`, (r) => r.peers[p])),
+    line("contiguous copy (floor)", (r) => r.memcpy, true),
+    line("empty kernel + PDL", (r) => r.empty, true),
   ];
   return renderLinePlot({ title, xLabel: "rows per call (n)", yLabel: "µs per call", logX: true, logY: true, series });
 }
 
-const f = (x: number | null, d = 2) => (x == null ? "-" : x.toFixed(d));
+const f = (x: number | null | undefined, d = 2) => (x == null || !Number.isFinite(x) ? "-" : x.toFixed(d));
 const table = (header: string[], rows: string[][]) => {
-  console.log(header.map((h) => h.padStart(11)).join(" "));
-  for (const r of rows) console.log(r.map((c) => c.padStart(11)).join(" "));
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  console.log(header.map((h, i) => h.padStart(widths[i]!)).join("  "));
+  for (const r of rows) console.log(r.map((c, i) => c.padStart(widths[i]!)).join("  "));
 };
 
 function printFp8(rows: Fp8Row[]): void {
-  console.log("\nquantize-on-write, bf16 sources 512+64 (µs per call; unfused = quantize into a contiguous buffer, then scatter, same graph)");
-  table(
-    ["n", "bf16 write", "e4m3 fused", "e4m3 unfus", "x unfused", "/ bf16", "ds fused", "ds unfused", "x unfused", "/ bf16"],
-    rows.map((r) => [
-      String(r.n), f(r.bf16), f(r.flatFused), f(r.flatUnfused), f(r.flatUnfused / r.flatFused), f(r.flatFused / r.bf16, 3),
-      f(r.dsMlaFused), f(r.dsMlaUnfused), f(r.dsMlaUnfused / r.dsMlaFused), f(r.dsMlaFused / r.bf16, 3),
-    ]),
-  );
+  console.log("\nquantize-on-write (bench/fused.ts), µs per call");
+  console.log(JSON.stringify(rows));
 }
 
 function printPdl(rows: PdlRow[]): void {
   console.log("\nproducer kernel, then the bf16 write, per layer (µs per layer; the write's share = pair - producer)");
   table(
-    ["n", "producer", "+ write", "+ write PDL", "saving", "share", "share PDL"],
-    rows.map((r) => [
-      String(r.n), f(r.producer), f(r.producerThenWrite), f(r.producerThenWritePdl), f(r.producerThenWrite - r.producerThenWritePdl),
-      f(r.producerThenWrite - r.producer), f(r.producerThenWritePdl - r.producer),
-    ]),
+    ["n", "producer", "+ write", "+ write PDL", "saving"],
+    rows.map((r) => [String(r.n), f(r.producer), f(r.producerThenWrite), f(r.producerThenWritePdl), f(r.producerThenWrite - r.producerThenWritePdl)]),
   );
 }
 
@@ -335,55 +342,24 @@ function printReserved(rows: ReservedSlotRow[]): void {
   table(["n", "without", "with", "with/without"], rows.map((r) => [String(r.n), f(r.without), f(r.with), f(r.with / r.without, 3)]));
 }
 
-function printReport(gpuName: string, layouts: Record<string, Row[]>, host: ReturnType<typeof measureHost> | null, tuner: ReturnType<typeof measureTuner> | null): void {
+function printHostAndTuner(host: ReturnType<typeof measureHost>, tuner: ReturnType<typeof measureTuner>): void {
+  console.log(`\nhost, µs per call issued (n = 1, batches of 256): setMlaKvBuffer ${f(host.tsUsPerCall, 3)}, bare bun:ffi call ${f(host.ffiUsPerCall, 3)}, C loop ${f(host.cUsPerCall, 3)}; ${f(host.overhead, 2)} x the C loop`);
+  console.log(`tuner (${tuner.layout}): search ${f(tuner.searchMs / 1000, 2)} s / ${tuner.searchMeasurements} timings, exhaustive ${f(tuner.exhaustiveMs / 1000, 2)} s / ${tuner.exhaustiveMeasurements}; chosen launches re-timed side by side, worst ${f(tuner.worstRatio, 3)}:`);
+  for (const r of tuner.rows) console.log(`  n=${String(r.n).padStart(5)}  search ${r.search.padEnd(16)} ${f(r.searchUs).padStart(7)}   exhaustive ${r.exhaustive.padEnd(16)} ${f(r.exhaustiveUs).padStart(7)}   ${f(r.ratio, 3)}`);
+}
+
+function printCore(layouts: Record<string, Row[]>): void {
   for (const [name, rows] of Object.entries(layouts)) {
-    const rowBytes = name.startsWith("bf16") ? 1152 : 656;
-    console.log(`\n${name} (µs per call; GB/s counts bytes read + written)`);
-    console.log(["n", "auto", "auto+PDL", "vector", "cfg", "tma", "cfg", "memcpy", "empty", "baseline", "auto GB/s", "x copy", "x baseline", "auto/best"].map((h, i) => (i === 4 || i === 6 ? h.padEnd(6) : h.padStart(9))).join(" "));
-    for (const r of rows) {
-      const best = Math.min(r.vector, r.tma ?? Infinity);
-      console.log([
-        String(r.n).padStart(9), f(r.auto).padStart(9), f(r.autoPdl).padStart(9), f(r.vector).padStart(9), r.vectorConfig.padEnd(6), f(r.tma).padStart(9),
-        (r.tmaConfig ?? "-").padEnd(6), f(r.memcpy).padStart(9), f(r.empty).padStart(9), f(r.baseline).padStart(9),
-        f((2 * r.n * rowBytes) / (r.auto * 1e3), 0).padStart(9), f(r.auto / r.memcpy).padStart(9), f(r.baseline / r.auto).padStart(9),
-        f(r.auto / best, 3).padStart(9),
-      ].join(" "));
-    }
+    console.log(`\n${name}: µs per call; ratio = mla-kv default over the best peer with the same PDL setting`);
+    table(
+      ["n", "default", "best peer", "ratio", "PDL off", "best peer off", "ratio off", "empty/+PDL", "+ over empty", "memcpy", "chosen"],
+      rows.map((r) => [
+        String(r.n), f(r.default), `${f(r.peers[r.bestPeer])} ${r.bestPeer}`, f(r.ratio_to_best_peer, 3), f(r.defaultNoPdl),
+        `${f(r.peersNoPdl[r.bestPeerNoPdl])} ${r.bestPeerNoPdl}`, f(r.ratio_to_best_peer_no_pdl, 3), `${f(r.emptyNoPdl)}/${f(r.empty)}`,
+        f(r.default - r.empty), f(r.memcpy), r.chosen,
+      ]),
+    );
   }
-  if (host === null || tuner === null) return;
-  console.log(`\nhost, µs per call issued (n = 1, batches of 256, queue never full): setMlaKvBuffer ${f(host.tsUsPerCall, 3)}, bare bun:ffi call ${f(host.ffiUsPerCall, 3)}, C loop ${f(host.cUsPerCall, 3)}; overhead ${f(host.overhead, 2)}x (TypeScript layer ${f(host.tsUsPerCall - host.ffiUsPerCall, 3)} µs, bun:ffi crossing ${f(host.ffiUsPerCall - host.cUsPerCall, 3)} µs)`);
-  console.log(`\ntuner (${tuner.layout}): search ${f(tuner.searchMs / 1000, 2)} s / ${tuner.searchMeasurements} timings, exhaustive ${f(tuner.exhaustiveMs / 1000, 2)} s / ${tuner.exhaustiveMeasurements} timings; chosen configs re-timed side by side:`);
-  for (const r of tuner.rows) {
-    console.log(`  n=${String(r.n).padStart(5)}  search ${r.search.padEnd(12)} ${f(r.searchUs).padStart(7)} µs   exhaustive ${r.exhaustive.padEnd(12)} ${f(r.exhaustiveUs).padStart(7)} µs   ${f(r.ratio, 3)}`);
-  }
-  console.log(`\ntargets (set for an H100; measured in this run on ${gpuName}):`);
-  const bf = layouts["bf16 512+64"] ?? [];
-  const u8 = layouts["u8 528+128"] ?? [];
-  const line = (ok: boolean, text: string) => console.log(`  ${ok ? "met " : "MISS"}  ${text}`);
-  for (const [name, rows] of [["bf16", bf], ["u8", u8]] as const) {
-    const big = rows.filter((r) => r.n >= 8192);
-    if (big.length) {
-      const worst = Math.max(...big.map((r) => r.auto / r.memcpy));
-      line(worst <= 1.03, `${name}: auto <= 1.03 x contiguous copy at n >= 8192 (worst ${worst.toFixed(3)})`);
-    }
-  }
-  const small = bf.filter((r) => r.n <= 128);
-  if (small.length) {
-    const worst = Math.max(...small.map((r) => r.auto - r.empty));
-    line(worst <= 0.15, `bf16: auto within 0.15 µs of the empty kernel at n <= 128 (worst +${worst.toFixed(2)} µs)`);
-    const worstPdl = Math.max(...small.map((r) => r.autoPdl - r.empty));
-    line(worstPdl <= 0.15, `bf16: auto + PDL within 0.15 µs of the empty kernel at n <= 128 (worst +${worstPdl.toFixed(2)} µs)`);
-  }
-  for (const [name, rows] of [["bf16", bf], ["u8", u8]] as const) {
-    if (!rows.length) continue;
-    const worst = Math.max(...rows.map((r) => r.auto / Math.min(r.vector, r.tma ?? Infinity)));
-    line(worst <= 1.02, `${name}: auto within 2 % of the better forced path at every n (worst ${worst.toFixed(3)})`);
-  }
-  const at16k = bf.find((r) => r.n === 16384);
-  if (at16k) line(at16k.baseline / at16k.auto >= 3, `bf16: >= 3 x faster than the baseline design at n = 16384 (${(at16k.baseline / at16k.auto).toFixed(2)} x)`);
-  line(host.overhead <= 1.3, `host: TypeScript overhead <= 1.3 x the C loop (${host.overhead.toFixed(2)} x)`);
-  line(tuner.searchMs <= 1000, `tuner: one layout tuned within 1 s (${(tuner.searchMs / 1000).toFixed(2)} s)`);
-  line(tuner.worstRatio <= 1.03, `tuner: search's choice within 3 % of the exhaustive sweep's at every n (worst ${tuner.worstRatio.toFixed(3)})`);
 }
 
 if (import.meta.main) process.exit(main());

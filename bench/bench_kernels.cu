@@ -7,6 +7,7 @@
 #include <string>
 
 #include "baseline.cuh"
+#include "peers.cuh"
 #include "producer.cuh"
 
 namespace {
@@ -56,10 +57,42 @@ __attribute__((visibility("default"))) int32_t mla_kv_bench_producer(void* strea
   return Status(cudaGetLastError(), "launch of ProducerKernel");
 }
 
-// The launch floor: one empty kernel of one warp.
-__attribute__((visibility("default"))) int32_t mla_kv_bench_empty(void* stream) {
-  mla_kv_bench::EmptyKernel<<<1, 32, 0, static_cast<cudaStream_t>(stream)>>>();
-  return Status(cudaGetLastError(), "launch of EmptyKernel");
+// The launch floor: one empty kernel of one warp that waits and signals under PDL.
+__attribute__((visibility("default"))) int32_t mla_kv_bench_empty(void* stream, int32_t pdl) {
+  return Status(mla_kv_bench::EmptyPdl(pdl != 0, static_cast<cudaStream_t>(stream)), "launch of EmptyPdlKernel");
+}
+
+// The plain warp copy (peers.cuh) of a 1152-byte (1024 + 128) or 656-byte (528 + 128) row, int64
+// loc; early_signal: signal dependents first thing rather than after the stores.
+__attribute__((visibility("default"))) int32_t mla_kv_bench_plain(void* stream, int32_t pdl, int32_t early_signal,
+                                                                  int32_t row_bytes, void* cache, int32_t cache_row_stride,
+                                                                  const void* loc, int32_t n, const void* nope,
+                                                                  int32_t nope_row_stride, const void* rope,
+                                                                  int32_t rope_row_stride) {
+  if ((row_bytes != 1152 && row_bytes != 656) || n < 0 || !cache || !loc || !nope || !rope) {
+    t_last_error = "mla_kv_bench_plain: bad argument";
+    return 1;
+  }
+  return Status(mla_kv_bench::PlainWarpCopy(row_bytes, early_signal != 0, pdl != 0, static_cast<uint8_t*>(cache),
+                                            cache_row_stride, static_cast<const int64_t*>(loc), n,
+                                            static_cast<const uint8_t*>(nope), nope_row_stride,
+                                            static_cast<const uint8_t*>(rope), rope_row_stride,
+                                            static_cast<cudaStream_t>(stream)),
+                "launch of PlainWarpCopyKernel");
+}
+
+// The seed row design (peers.cuh) for bf16 512 + 64 (elem_bytes 2) or u8 528 + 128 (1), int64 loc.
+__attribute__((visibility("default"))) int32_t mla_kv_bench_seed_row(void* stream, int32_t pdl, int32_t elem_bytes,
+                                                                     void* cache, int64_t cache_row_stride, const void* loc,
+                                                                     int32_t n, const void* nope, int64_t nope_row_stride,
+                                                                     const void* rope, int64_t rope_row_stride) {
+  if ((elem_bytes != 1 && elem_bytes != 2) || n < 0 || !cache || !loc || !nope || !rope) {
+    t_last_error = "mla_kv_bench_seed_row: bad argument";
+    return 1;
+  }
+  return Status(mla_kv_bench::SeedRow(elem_bytes, pdl != 0, cache, cache_row_stride, static_cast<const int64_t*>(loc), n,
+                                      nope, nope_row_stride, rope, rope_row_stride, static_cast<cudaStream_t>(stream)),
+                "launch of SeedRowKernel");
 }
 
 }  // extern "C"

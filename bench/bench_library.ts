@@ -1,6 +1,7 @@
 /**
  * The benchmark's reference kernels (build/libmla_kv_bench.so, built by `bun run build --bench`):
- * the baseline design, the empty-kernel launch floor and a producer kernel. Bun-only, like the
+ * the peers engines already have (bench/peers.cuh: the plain warp copy, the seed row design), the
+ * baseline design, the empty-kernel launch floor and a producer kernel. Bun-only, like the
  * benchmark.
  */
 import { dlopen, FFIType, type Pointer } from "bun:ffi";
@@ -10,13 +11,37 @@ import { PACKAGE_ROOT } from "../ffi/find_library.ts";
 
 const path = join(PACKAGE_ROOT, "build", "libmla_kv_bench.so");
 
+/** One write as the peer kernels take it (int64 loc; bytes). */
+export interface PeerWrite {
+  rowBytes: number;
+  elemBytes: number;
+  cache: number;
+  cacheRowStride: number;
+  loc: number;
+  n: number;
+  nope: number;
+  nopeRowStride: number;
+  rope: number;
+  ropeRowStride: number;
+}
+
 export function openBenchLibrary() {
   if (!existsSync(path)) {
     throw new Error(`bench: ${path} is missing; run \`bun run build --bench\` first`);
   }
   const { symbols } = dlopen(path, {
     mla_kv_bench_last_error: { args: [], returns: FFIType.cstring },
-    mla_kv_bench_empty: { args: [FFIType.ptr], returns: FFIType.i32 },
+    mla_kv_bench_empty: { args: [FFIType.ptr, FFIType.i32], returns: FFIType.i32 },
+    mla_kv_bench_plain: {
+      args: [FFIType.ptr, FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.i32, FFIType.ptr, FFIType.i32, FFIType.ptr,
+        FFIType.i32, FFIType.ptr, FFIType.i32],
+      returns: FFIType.i32,
+    },
+    mla_kv_bench_seed_row: {
+      args: [FFIType.ptr, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.i64, FFIType.ptr, FFIType.i32, FFIType.ptr, FFIType.i64,
+        FFIType.ptr, FFIType.i64],
+      returns: FFIType.i32,
+    },
     mla_kv_bench_producer: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.i64], returns: FFIType.i32 },
     mla_kv_bench_baseline: {
       args: [FFIType.ptr, FFIType.i32, FFIType.ptr, FFIType.i64, FFIType.ptr, FFIType.i64, FFIType.ptr, FFIType.i64,
@@ -34,8 +59,19 @@ export function openBenchLibrary() {
     producer(stream: number, x: number, nope: number, rope: number, n: number): void {
       check(symbols.mla_kv_bench_producer(asPtr(stream), asPtr(x), asPtr(nope), asPtr(rope), n), "mla_kv_bench_producer");
     },
-    empty(stream: number): void {
-      check(symbols.mla_kv_bench_empty(asPtr(stream)), "mla_kv_bench_empty");
+    /** The launch floor, with or without PDL. */
+    empty(stream: number, pdl: boolean): void {
+      check(symbols.mla_kv_bench_empty(asPtr(stream), pdl ? 1 : 0), "mla_kv_bench_empty");
+    },
+    /** The plain warp copy; `earlySignal` signals dependents first thing instead of after the stores. */
+    plain(stream: number, pdl: boolean, earlySignal: boolean, w: PeerWrite): void {
+      check(symbols.mla_kv_bench_plain(asPtr(stream), pdl ? 1 : 0, earlySignal ? 1 : 0, w.rowBytes, asPtr(w.cache), w.cacheRowStride,
+        asPtr(w.loc), w.n, asPtr(w.nope), w.nopeRowStride, asPtr(w.rope), w.ropeRowStride), "mla_kv_bench_plain");
+    },
+    /** The seed row design. */
+    seedRow(stream: number, pdl: boolean, w: PeerWrite): void {
+      check(symbols.mla_kv_bench_seed_row(asPtr(stream), pdl ? 1 : 0, w.elemBytes, asPtr(w.cache), w.cacheRowStride, asPtr(w.loc), w.n,
+        asPtr(w.nope), w.nopeRowStride, asPtr(w.rope), w.ropeRowStride), "mla_kv_bench_seed_row");
     },
     baseline(stream: number, elemBytes: number, cache: number, cacheRowStride: number, loc: number, n: number,
       nope: number, nopeRowStride: number, nopeBytes: number, rope: number, ropeRowStride: number, ropeBytes: number): void {
