@@ -11,7 +11,8 @@
 import { MlaKvError, type MlaKvErrorCode } from "./errors.ts";
 import { join } from "node:path";
 import { openLibrary, PACKAGE_ROOT } from "./find_library.ts";
-import { buildIdMismatch, cudaSourceHash } from "./source_hash.ts";
+import { buildIdMismatch } from "./build_id.ts";
+import { cudaSourceHash } from "./source_hash.ts";
 import type { LibraryAdapter, OpenedLibrary } from "./library_adapter.ts";
 import { MLA_KV_ABI_VERSION } from "./abi.ts";
 import { MLA_KV_SYMBOLS, type ArgKind, type MlaKvSymbols, type SymbolName } from "./symbols.ts";
