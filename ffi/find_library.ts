@@ -13,9 +13,11 @@
  */
 
 import { existsSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import { MlaKvError } from "./errors.ts";
 import type { LibraryAdapter, OpenedLibrary } from "./library_adapter.ts";
+import { PACKAGE_ROOT } from "./package_root.ts";
+
+export { PACKAGE_ROOT };
 
 /** Where a candidate path came from, for the error message. */
 export type CandidateSource = "MLA_KV_LIBRARY" | "prebuilt" | "build";
@@ -25,9 +27,6 @@ export interface LibraryCandidate {
   readonly path: string;
   readonly source: CandidateSource;
 }
-
-/** The package root (the folder holding mod.ts), found from this file so it works wherever the package is installed. */
-export const PACKAGE_ROOT: string = fileURLToPath(new URL("../", import.meta.url)).replace(/\/$/, "");
 
 /** The library's file name on this platform. */
 export function libraryFileName(platform: string = process.platform): string {

@@ -10,7 +10,8 @@
 
 import { MlaKvError, type MlaKvErrorCode } from "./errors.ts";
 import { join } from "node:path";
-import { openLibrary, PACKAGE_ROOT } from "./find_library.ts";
+import { openLibrary } from "./find_library.ts";
+import { PACKAGE_ROOT } from "./package_root.ts";
 import { buildIdMismatch } from "./build_id.ts";
 import { cudaSourceHash } from "./source_hash.ts";
 import type { LibraryAdapter, OpenedLibrary } from "./library_adapter.ts";

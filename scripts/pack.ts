@@ -5,7 +5,7 @@
  * `bun add mla-kv-<version>.tgz` needs no CUDA toolkit: only an NVIDIA driver (R580+ for the CUDA
  * 13.0 runtime linked in).
  */
-import { copyFileSync, existsSync, mkdirSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 
 const root = resolve(import.meta.dir, "..");
@@ -23,4 +23,8 @@ if (!existsSync(built) || process.env.MLA_KV_ARCHS) run(["bun", "scripts/build.t
 const dir = join(root, "prebuilt", "linux-x64");
 mkdirSync(dir, { recursive: true });
 copyFileSync(built, join(dir, "libmla_kv.so"));
+// dist/: the modules compiled to JavaScript with their .d.ts, which Deno loads from node_modules
+// (it does not strip types there); Bun loads the TypeScript sources (package.json "exports").
+rmSync(join(root, "dist"), { recursive: true, force: true });
+run(["bun", "x", "tsc", "-p", "tsconfig.build.json"]);
 run(["bun", "pm", "pack"]);

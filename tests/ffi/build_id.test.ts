@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { buildIdArchs, buildIdMatches, buildIdMismatch, embeddedBuildId, makeBuildId } from "../../ffi/build_id.ts";
-import { PACKAGE_ROOT } from "../../ffi/find_library.ts";
+import { PACKAGE_ROOT } from "../../ffi/package_root.ts";
 import { cudaSourceHash } from "../../ffi/source_hash.ts";
 import { describeChild, runInChild } from "../helpers/run_in_child.ts";
 import { tempDirs } from "../helpers/temp_dirs.ts";
