@@ -10,9 +10,9 @@
 
 import { MlaKvError, type MlaKvErrorCode } from "./errors.ts";
 import { join } from "node:path";
-import { openLibrary } from "./find_library.ts";
-import { PACKAGE_ROOT } from "./package_root.ts";
 import { buildIdMismatch } from "./build_id.ts";
+import { openLibrary, type CandidateSource } from "./find_library.ts";
+import { PACKAGE_ROOT } from "./package_root.ts";
 import { cudaSourceHash } from "./source_hash.ts";
 import type { LibraryAdapter, OpenedLibrary } from "./library_adapter.ts";
 import { MLA_KV_ABI_VERSION } from "./abi.ts";
@@ -40,6 +40,10 @@ export interface LoadedLibrary {
   /** Changes with every build; include it in bug reports. */
   readonly buildId: string;
   readonly abiVersion: number;
+  /** Which candidate it was: MLA_KV_LIBRARY, the local build or the prebuilt library. */
+  readonly source: CandidateSource;
+  /** Why this library was chosen over the other candidates. */
+  readonly reason: string;
   /** The bound functions (wrapped for tracing when MLA_KV_TRACE=1). */
   readonly symbols: MlaKvSymbols;
 }
@@ -59,7 +63,12 @@ export function loadLibrary(): LoadedLibrary {
   if (ADAPTER === undefined) {
     throw new MlaKvError("UNSUPPORTED", "mla-kv needs Bun or Deno: this runtime has no FFI adapter");
   }
-  const opened = openLibrary(ADAPTER);
+  loaded = openChecked(ADAPTER);
+  return loaded;
+}
+
+function openChecked(adapter: LibraryAdapter): LoadedLibrary {
+  const { library: opened, source, reason } = openLibrary(adapter);
   const abiVersion = opened.symbols.mla_kv_abi_version();
   if (abiVersion !== EXPECTED_ABI_VERSION) {
     opened.close();
@@ -69,9 +78,10 @@ export function loadLibrary(): LoadedLibrary {
         "Rebuild the library from this package (`bun run build`) or point MLA_KV_LIBRARY at a matching build.",
     );
   }
-  // The package's own library (not one named by MLA_KV_LIBRARY) must come from its own sources.
+  // The package's own library (not one named by MLA_KV_LIBRARY) must come from its own sources:
+  // the choice read that from the file, and the library itself must say the same.
   const buildId = opened.symbols.mla_kv_build_id();
-  if (!process.env.MLA_KV_LIBRARY) {
+  if (source !== "MLA_KV_LIBRARY") {
     const mismatch = buildIdMismatch(opened.path, buildId, cudaSourceHash(join(PACKAGE_ROOT, "cuda")));
     if (mismatch !== null) {
       opened.close();
@@ -79,26 +89,22 @@ export function loadLibrary(): LoadedLibrary {
     }
   }
   const traced = isTraceEnabled() ? traceSymbols(opened) : opened.symbols;
-  loaded = {
-    path: opened.path,
-    buildId,
-    abiVersion,
-    symbols: traced,
-  };
-  return loaded;
+  return { path: opened.path, buildId, abiVersion, source, reason, symbols: traced };
 }
 
-/** Which library is loaded; what a bug report needs. */
+/** Which library is loaded, and why that one; what a bug report needs. */
 export interface LibraryInfo {
   readonly path: string;
   readonly buildId: string;
   readonly abiVersion: number;
+  /** Why this library was chosen (e.g. the local build, preferred to a prebuilt one of the same sources). */
+  readonly reason: string;
 }
 
-/** The path, build id and ABI version of libmla_kv, loading it on first use. */
+/** The path, build id, ABI version of libmla_kv and why it was chosen, loading it on first use. */
 export function libraryInfo(): LibraryInfo {
-  const { path, buildId, abiVersion } = loadLibrary();
-  return { path, buildId, abiVersion };
+  const { path, buildId, abiVersion, reason } = loadLibrary();
+  return { path, buildId, abiVersion, reason };
 }
 
 /** The bound functions of libmla_kv, loading it on first use. */

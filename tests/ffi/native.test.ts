@@ -80,7 +80,12 @@ describe("loading the library", () => {
 
     it("reports which library is loaded", () => {
       const result = runInChild(`return m.libraryInfo();`, { MLA_KV_LIBRARY: host! });
-      expect(result.value, describeChild(result)).toEqual({ path: host, buildId: "host-fixture", abiVersion: EXPECTED_ABI_VERSION });
+      expect(result.value, describeChild(result)).toEqual({
+        path: host,
+        buildId: "host-fixture",
+        abiVersion: EXPECTED_ABI_VERSION,
+        reason: "MLA_KV_LIBRARY is set, so that library is the only one used, as it is (its build id is not compared with this package's sources)",
+      });
     });
 
     it("logs every call to stderr with its arguments, result and duration when MLA_KV_TRACE=1", () => {
