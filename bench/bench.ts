@@ -11,15 +11,17 @@
  * write; reserved, the cost of a reserved slot (bench/fused.ts).
  *
  * Writes bench/results/<gpu>.json and one SVG per layout; prints the tables and the targets.
+ * Exit status: 0 done, 3 no usable GPU here (the message says why), 1 any other failure.
  */
 import { Bench } from "tinybench";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { allocTensor, deviceCount, deviceInfo, libraryInfo, setMlaKvBuffer, Stream, supportsPath } from "../mod.ts";
+import { allocTensor, deviceInfo, gpuProblem, libraryInfo, setMlaKvBuffer, Stream, supportsPath } from "../mod.ts";
 import type { DType, Path, RowsPerWarp, Warps } from "../mod.ts";
 import { check, native } from "../ffi/native.ts";
-import { PACKAGE_ROOT } from "../ffi/find_library.ts";
+import { startFailure } from "../ffi/diagnose.ts";
+import { PACKAGE_ROOT } from "../ffi/package_root.ts";
 import { allocScratch, type Scratch } from "../autotune/scratch.ts";
 import { timeGraphPerCall } from "../autotune/graph_timer.ts";
 import { renderLinePlot } from "../src/svg_plot.ts";
@@ -77,16 +79,11 @@ function main(): number {
   const layouts = (values.layout ?? ["bf16", "u8"]) as LayoutName[];
   for (const l of layouts) if (!(l in LAYOUTS)) throw new Error(`bench: unknown --layout ${l} (bf16 or u8)`);
 
-  let count = 0;
-  try {
-    count = deviceCount();
-  } catch (error) {
-    console.error(`bench: no NVIDIA GPU is usable here (${(error as Error).message.split("\n")[0]}); the benchmark needs one.`);
-    return 1;
-  }
-  if (count === 0) {
-    console.error("bench: the driver reports no GPU; the benchmark needs one.");
-    return 1;
+  const problem = gpuProblem(0);
+  if (problem !== null) {
+    const { line, exitCode } = startFailure("bench", problem);
+    console.error(line);
+    return exitCode;
   }
   const info = deviceInfo(0);
   const tmaOk = supportsPath(0, "tma");

@@ -16,6 +16,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { embeddedBuildId } from "./build_id.ts";
+import { isPermissionError } from "./diagnose.ts";
 import { MlaKvError } from "./errors.ts";
 import type { LibraryAdapter, OpenedLibrary } from "./library_adapter.ts";
 import { PACKAGE_ROOT } from "./package_root.ts";
@@ -159,6 +160,8 @@ function judge(adapter: LibraryAdapter, candidate: LibraryCandidate, sourceHash:
   try {
     return { kind: "loaded", buildId, library: adapter.open(candidate.path) };
   } catch (error) {
+    // A missing Deno permission is not this file's fault: it must reach the user as it is.
+    if (isPermissionError(error)) throw error;
     return { kind: "failed", buildId, error: error instanceof Error ? error.message : String(error) };
   }
 }

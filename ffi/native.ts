@@ -11,6 +11,7 @@
 import { MlaKvError, type MlaKvErrorCode } from "./errors.ts";
 import { join } from "node:path";
 import { buildIdMismatch } from "./build_id.ts";
+import { diagnoseNoDevice, permissionError } from "./diagnose.ts";
 import { openLibrary, type CandidateSource } from "./find_library.ts";
 import { PACKAGE_ROOT } from "./package_root.ts";
 import { cudaSourceHash } from "./source_hash.ts";
@@ -56,14 +57,18 @@ let loaded: LoadedLibrary | undefined;
  *
  * @throws {MlaKvError} `LIBRARY_NOT_FOUND` when no candidate loads, `ABI_MISMATCH` when the
  * library was built for another ABI version or (the package's own library) from other CUDA sources,
- * `UNSUPPORTED` outside Bun and Deno.
+ * `PERMISSION` when Deno denies a permission the lookup needs, `UNSUPPORTED` outside Bun and Deno.
  */
 export function loadLibrary(): LoadedLibrary {
   if (loaded !== undefined) return loaded;
   if (ADAPTER === undefined) {
     throw new MlaKvError("UNSUPPORTED", "mla-kv needs Bun or Deno: this runtime has no FFI adapter");
   }
-  loaded = openChecked(ADAPTER);
+  try {
+    loaded = openChecked(ADAPTER);
+  } catch (error) {
+    throw permissionError(error) ?? error;
+  }
   return loaded;
 }
 
@@ -127,9 +132,9 @@ export function codeOfStatus(status: number): MlaKvErrorCode | undefined {
 
 /**
  * Builds the error for a failed C call. Pure, so the mapping and wording are testable without a
- * library.
+ * library. `cause` is the diagnosed reason of a NO_DEVICE failure ({@link noDeviceCause}).
  */
-export function errorFromStatus(status: number, fnName: string, cMessage: string, argument?: string): MlaKvError {
+export function errorFromStatus(status: number, fnName: string, cMessage: string, argument?: string, cause?: string | null): MlaKvError {
   const code = codeOfStatus(status);
   if (code === undefined) {
     // A status outside the header's enum means the library and this code disagree about the ABI.
@@ -139,21 +144,21 @@ export function errorFromStatus(status: number, fnName: string, cMessage: string
       argument,
     );
   }
-  let message = `${fnName} failed: ${cMessage || `status ${status} (${code}) with no message`}`;
-  if (code === "NO_DEVICE") {
-    message += " (mla-kv needs an NVIDIA GPU and driver; check nvidia-smi and CUDA_VISIBLE_DEVICES)";
-  }
+  const said = cMessage || `status ${status} (${code}) with no message`;
+  const message = code === "NO_DEVICE" && cause ? `${fnName} failed: ${cause} (CUDA said: ${said})` : `${fnName} failed: ${said}`;
   return new MlaKvError(code, message, argument);
 }
 
 /**
- * Throws the {@link MlaKvError} for a non-zero status of `fnName`, with the C library's message.
- * Call it right after the C call: the message belongs to this thread's last failed call.
+ * Throws the {@link MlaKvError} for a non-zero status of `fnName`, with the C library's message,
+ * and for NO_DEVICE the real cause. Call it right after the C call: the message belongs to this
+ * thread's last failed call.
  */
 export function check(status: number, fnName: string, argument?: string): void {
   if (status === 0) return;
   const cMessage = loaded?.symbols.mla_kv_last_error() ?? "";
-  throw errorFromStatus(status, fnName, cMessage, argument);
+  const cause = codeOfStatus(status) === "NO_DEVICE" && loaded !== undefined ? diagnoseNoDevice(loaded.symbols, cMessage) : null;
+  throw errorFromStatus(status, fnName, cMessage, argument, cause);
 }
 
 function isTraceEnabled(): boolean {

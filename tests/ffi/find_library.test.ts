@@ -170,6 +170,14 @@ describe("openLibrary", () => {
     });
   });
 
+  it("lets a missing Deno permission through as it is, instead of listing it as a broken library", () => {
+    const root = packageWith({ [BUILD]: holding(`${HASH}-90a`), [PREBUILT]: holding(`${HASH}-90a`) });
+    const denied = Object.assign(new Error('Requires ffi access to "x", run again with the --allow-ffi flag'), { name: "NotCapable" });
+    const adapter = recordingAdapter([BUILD], () => denied);
+    expect(() => open(adapter, root)).toThrow(denied);
+    expect(adapter.opened).toEqual([`${root}/${BUILD}`]);
+  });
+
   describe("when MLA_KV_LIBRARY is set", () => {
     it("loads that library as it is, whatever its build id, and says so", () => {
       const library = join(packageWith({ "mine.so": holding(`${OTHER}-90a`) }), "mine.so");

@@ -39,10 +39,10 @@ describe.skipIf(!library || gpuVisible)(`the built libmla_kv on a machine withou
     expect((result.value as { buildId: string }).buildId.length).toBeGreaterThan(0);
   });
 
-  it("answers deviceCount() with NO_DEVICE and the driver's reason", () => {
+  it("answers deviceCount() with NO_DEVICE and the real cause: no driver is installed", () => {
     const error = expectNoDevice(`return m.deviceCount();`);
-    expect(error.message).toStartWith("mla_kv_device_count failed: ");
-    expect(error.message).toContain("check nvidia-smi");
+    expect(error.message).toStartWith("mla_kv_device_count failed: no NVIDIA driver is installed on this machine");
+    expect(error.message).toContain("which needs driver R580 or newer");
   });
 
   it("says why this library was chosen", () => {
