@@ -7,13 +7,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PACKAGE_ROOT } from "../../ffi/find_library.ts";
 import { MLA_KV_ABI_VERSION } from "../../ffi/abi.ts";
+import { SHARED_TMPDIR_ENV } from "./temp_dirs.ts";
 
 const source = `${PACKAGE_ROOT}/tests/ffi/fixtures/host_mla_kv.c`;
 const header = `${PACKAGE_ROOT}/cuda/include/mla_kv.h`;
 // Keyed by the content of the fixture and the header, so runs reuse one build, an edit to either
-// rebuilds, and nothing piles up in the temp folder.
+// rebuilds, and nothing piles up in the temp folder. It lives outside the test run's own temporary
+// folder (tests/setup.ts), which is removed at exit.
 const key = Bun.hash(readFileSync(source, "utf8") + readFileSync(header, "utf8")).toString(16);
-const outDir = join(tmpdir(), `mla-kv-host-lib-${key}`);
+const outDir = join(process.env[SHARED_TMPDIR_ENV] ?? tmpdir(), `mla-kv-host-lib-${key}`);
 const built = new Map<number, string | undefined>();
 let failure = "";
 
