@@ -1,17 +1,9 @@
 /** `bun run bench` where it cannot run: exit 3 with the cause for no usable GPU, 1 for anything else. */
 import { describe, expect, it } from "bun:test";
-import { join } from "node:path";
-import { PACKAGE_ROOT } from "../../ffi/package_root.ts";
 import { hostLibrary } from "../helpers/host_library.ts";
+import { runScript } from "../helpers/run_in_child.ts";
 
-function bench(env: Record<string, string>): { code: number | null; out: string } {
-  const p = Bun.spawnSync([process.execPath, join(PACKAGE_ROOT, "bench", "bench.ts"), "--quick"], {
-    env: { PATH: process.env.PATH!, HOME: process.env.HOME!, MLA_KV_QUIET: "1", ...env },
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  return { code: p.exitCode, out: p.stdout.toString() + p.stderr.toString() };
-}
+const bench = (env: Record<string, string>) => runScript("bench/bench.ts", ["--quick"], env);
 
 const host = hostLibrary();
 describe.skipIf(!host)(`the benchmark without a usable GPU${host ? "" : " (skipped: the C fixture did not build)"}`, () => {

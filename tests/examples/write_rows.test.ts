@@ -3,18 +3,10 @@
  * GPU, exit 1 and the whole message (every path tried, with its reason) for a missing library.
  */
 import { describe, expect, it } from "bun:test";
-import { join } from "node:path";
-import { PACKAGE_ROOT } from "../../ffi/package_root.ts";
 import { hostLibrary } from "../helpers/host_library.ts";
+import { runScript } from "../helpers/run_in_child.ts";
 
-function example(env: Record<string, string>): { code: number | null; out: string } {
-  const p = Bun.spawnSync([process.execPath, join(PACKAGE_ROOT, "examples", "write_rows.ts")], {
-    env: { PATH: process.env.PATH!, HOME: process.env.HOME!, MLA_KV_QUIET: "1", ...env },
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  return { code: p.exitCode, out: p.stdout.toString() + p.stderr.toString() };
-}
+const example = (env: Record<string, string>) => runScript("examples/write_rows.ts", [], env);
 
 const host = hostLibrary();
 describe.skipIf(!host)(`the example without a usable GPU${host ? "" : " (skipped: the C fixture did not build)"}`, () => {

@@ -101,6 +101,15 @@ function sandbox() {
   return { root, build, nvccCalls, library, hash: () => cudaSourceHash(join(root, "cuda"))! };
 }
 
+/** A PATH whose first folder holds an nvidia-smi running the shell `body`. */
+function withFakeNvidiaSmi(root: string, body: string): string {
+  const bin = join(root, "bin");
+  mkdirSync(bin);
+  writeFileSync(join(bin, "nvidia-smi"), `#!/bin/sh\n${body}\n`);
+  chmodSync(join(bin, "nvidia-smi"), 0o755);
+  return `${bin}:${process.env.PATH}`;
+}
+
 describe("bun run build", () => {
   it("says what it builds and how long that takes, and names MLA_KV_ARCHS=native", () => {
     const s = sandbox();
@@ -146,11 +155,8 @@ describe("bun run build", () => {
 
   it("builds every architecture, saying so, for MLA_KV_ARCHS=native where nvidia-smi finds no GPU", () => {
     const s = sandbox();
-    const bin = join(s.root, "bin");
-    mkdirSync(bin);
-    writeFileSync(join(bin, "nvidia-smi"), "#!/bin/sh\necho 'NVIDIA-SMI has failed because it could not communicate with the NVIDIA driver.'\nexit 9\n");
-    chmodSync(join(bin, "nvidia-smi"), 0o755);
-    const run = s.build({ MLA_KV_ARCHS: "native", PATH: `${bin}:${process.env.PATH}` });
+    const path = withFakeNvidiaSmi(s.root, "echo 'NVIDIA-SMI has failed because it could not communicate with the NVIDIA driver.'\nexit 9");
+    const run = s.build({ MLA_KV_ARCHS: "native", PATH: path });
     expect(run.out).toContain("build: MLA_KV_ARCHS=native: no GPU found here (nvidia-smi exited 9: NVIDIA-SMI has failed");
     expect(run.out).toContain("building every architecture");
     expect(embeddedBuildId(s.library, s.hash())).toBe(`${s.hash()}-${SASS_ARCHS.join(".")}`);
@@ -158,11 +164,7 @@ describe("bun run build", () => {
 
   it("builds the GPUs nvidia-smi lists for MLA_KV_ARCHS=native", () => {
     const s = sandbox();
-    const bin = join(s.root, "bin");
-    mkdirSync(bin);
-    writeFileSync(join(bin, "nvidia-smi"), "#!/bin/sh\nprintf '9.0\\n12.0\\n'\n");
-    chmodSync(join(bin, "nvidia-smi"), 0o755);
-    const run = s.build({ MLA_KV_ARCHS: "native", PATH: `${bin}:${process.env.PATH}` });
+    const run = s.build({ MLA_KV_ARCHS: "native", PATH: withFakeNvidiaSmi(s.root, "printf '9.0\\n12.0\\n'") });
     expect(run.out).toContain("build: nvcc for sm_90a, sm_120: about 45 s an architecture on 2 cores");
     expect(embeddedBuildId(s.library, s.hash())).toBe(`${s.hash()}-90a.120`);
   });
