@@ -66,6 +66,8 @@ export { Event, Graph, Stream, timeOnStream } from "./src/stream.ts";
 
 /** The number of visible GPUs, their properties, and whether a write path runs on one. */
 export { deviceCount, deviceInfo, supportsPath } from "./src/device.ts";
+/** Why a GPU cannot be used here (no driver, an old one, none visible, no library), or null. */
+export { gpuProblem } from "./src/device.ts";
 /** Properties of one GPU. */
 export type { DeviceInfo } from "./src/device.ts";
 

@@ -692,7 +692,8 @@ function offline(reason: string): Pick<AutotuneDeps, "gpus" | "measureFor"> {
 
 /** The GPU side from autotune/gpu_deps.ts; if it is missing or fails, a GPU list that says why. */
 export async function loadGpuDeps(
-  moduleUrl: URL = new URL("./gpu_deps.ts", import.meta.url),
+  // The compiled package (dist/, for Deno) holds gpu_deps.js beside this module, the sources gpu_deps.ts.
+  moduleUrl: URL = new URL(import.meta.url.endsWith(".js") ? "./gpu_deps.js" : "./gpu_deps.ts", import.meta.url),
 ): Promise<Pick<AutotuneDeps, "gpus" | "measureFor">> {
   let mod: Partial<GpuDepsModule>;
   try {

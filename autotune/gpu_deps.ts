@@ -3,7 +3,7 @@
  * keyed by) and a timing function per (device, layout). Kept apart from cli.ts so the command's
  * parsing, search and output are tested without a GPU.
  */
-import { deviceCount, deviceInfo, supportsPath } from "../src/device.ts";
+import { deviceCount, deviceInfo, gpuProblem, supportsPath } from "../src/device.ts";
 import { layoutInputOf, type AutotuneDeps, type GpuInfo } from "./cli.ts";
 import { gpuIdentity } from "./identity.ts";
 import { createMeasurer, type Measurer } from "./measure.ts";
@@ -15,13 +15,9 @@ export function createGpuDeps(): Pick<AutotuneDeps, "gpus" | "measureFor"> {
   process.once("exit", () => current?.free());
   return {
     gpus(): GpuInfo[] | { error: string } {
-      let count: number;
-      try {
-        count = deviceCount();
-      } catch (error) {
-        return { error: (error as Error).message.split("\n")[0]! };
-      }
-      if (count === 0) return { error: "the NVIDIA driver reports no GPU" };
+      const problem = gpuProblem(0);
+      if (problem !== null) return { error: problem.message };
+      const count = deviceCount();
       return Array.from({ length: count }, (_, index) => ({
         index,
         name: deviceInfo(index).name,

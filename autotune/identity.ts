@@ -2,13 +2,13 @@
  * The identity a profile is keyed and stamped with: the GPU as the driver reports it, the
  * library build, and this package's version. Two GPUs with the same identity share one profile.
  */
-import pkg from "../package.json" with { type: "json" };
 import { deviceInfo } from "../src/device.ts";
 import { libraryInfo } from "../ffi/native.ts";
+import { PACKAGE_VERSION } from "../ffi/package_root.ts";
 import type { GpuIdentity } from "./profile.ts";
 
 /** This package's version, as stamped into profiles. */
-export const PACKAGE_VERSION: string = pkg.version;
+export { PACKAGE_VERSION };
 
 export function gpuIdentity(device: number): GpuIdentity {
   const info = deviceInfo(device);

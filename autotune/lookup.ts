@@ -8,7 +8,7 @@
  */
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { PACKAGE_ROOT } from "../ffi/package_root.ts";
 import { cacheDir, profilePath, type Env } from "./cache_dir.ts";
 import { LockTimeoutError, withLock } from "./lock.ts";
 import {
@@ -80,7 +80,8 @@ export interface ProfileLookupOptions {
   bundledDir?: string;
 }
 
-export const BUNDLED_PROFILES_DIR = fileURLToPath(new URL("./profiles/", import.meta.url));
+/** The profiles shipped with the package (autotune/profiles/ of the package root). */
+export const BUNDLED_PROFILES_DIR: string = join(PACKAGE_ROOT, "autotune", "profiles");
 
 /**
  * Tuning one layout takes 0.1–0.3 s on an H100 plus the scratch allocation, so a holder that has

@@ -16,14 +16,16 @@
  * Floors: an empty kernel (with and without PDL) and a contiguous device copy of the same bytes.
  *
  * Writes bench/results/<gpu>.json and one SVG per layout; prints the tables last.
+ * Exit status: 0 done, 3 no usable GPU here (the message says why), 1 any other failure.
  */
 import { Bench } from "tinybench";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { allocTensor, deviceInfo, libraryInfo, setMlaKvBuffer, Stream, type Warps } from "../mod.ts";
+import { allocTensor, deviceInfo, gpuProblem, libraryInfo, setMlaKvBuffer, Stream, type Warps } from "../mod.ts";
 import { check, native } from "../ffi/native.ts";
-import { PACKAGE_ROOT } from "../ffi/find_library.ts";
+import { startFailure } from "../ffi/diagnose.ts";
+import { PACKAGE_ROOT } from "../ffi/package_root.ts";
 import { allocScratch, type Scratch } from "../autotune/scratch.ts";
 import { timeGraphPerCall } from "../autotune/graph_timer.ts";
 import { createMeasurer } from "../autotune/measure.ts";
@@ -93,6 +95,12 @@ function main(): number {
   const layouts = (values.layout ?? ["bf16", "u8"]) as LayoutName[];
   for (const l of layouts) if (!(l in LAYOUTS)) throw new Error(`bench: unknown --layout ${l} (bf16 or u8)`);
 
+  const problem = gpuProblem(0);
+  if (problem !== null) {
+    const { line, exitCode } = startFailure("bench", problem);
+    console.error(line);
+    return exitCode;
+  }
   const info = deviceInfo(0);
   const lib = libraryInfo();
   const ref = openBenchLibrary();

@@ -7,7 +7,7 @@
 import { dlopen, FFIType, type Pointer } from "bun:ffi";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { PACKAGE_ROOT } from "../ffi/find_library.ts";
+import { PACKAGE_ROOT } from "../ffi/package_root.ts";
 
 const path = join(PACKAGE_ROOT, "build", "libmla_kv_bench.so");
 

@@ -1,26 +1,23 @@
 #!/usr/bin/env bun
 /**
- * `bun run example`: writes 4096 DeepSeek MLA rows (bf16, 512 nope + 64 rope) into a paged KV
- * cache of 64 Ki slots on GPU 0, reads the cache back and checks every byte against a plain host
- * copy, then prints what it verified. Without a GPU it says so and exits 1.
+ * `bun run example`: writes 4095 DeepSeek MLA rows (bf16, 512 nope + 64 rope) and skips one
+ * padding row (loc = -1) of a batch of 4096, into a paged KV cache of 64 Ki slots on GPU 0, reads
+ * the cache back and checks every byte against a plain host copy, then prints what it verified.
+ * Exit status: 0 verified, 3 no usable GPU here (the message says why: no driver, an old one, none
+ * visible), 1 any other failure (a missing library, a missing Deno permission, a wrong byte).
  */
-import { allocTensor, deviceCount, deviceInfo, fromHost, MlaKvError, setMlaKvBuffer, Stream } from "../mod.ts";
+import { allocTensor, deviceInfo, fromHost, gpuProblem, setMlaKvBuffer, Stream } from "../mod.ts";
+import { startFailure } from "../ffi/diagnose.ts";
 
 const PAGES = 4096, PAGE_SIZE = 16, NOPE = 512, ROPE = 64, N = 4096;
 const WIDTH = NOPE + ROPE;
 
-function gpuOrExit(): void {
-  try {
-    if (deviceCount() > 0) return;
-    console.error("example: the NVIDIA driver reports no GPU; mla-kv writes need one.");
-  } catch (error) {
-    const reason = error instanceof MlaKvError ? `${error.code}: ${error.message}` : String(error);
-    console.error(`example: no usable NVIDIA GPU here (${reason.split("\n")[0]}).`);
-  }
-  process.exit(1);
+const problem = gpuProblem(0);
+if (problem !== null) {
+  const { line, exitCode } = startFailure("example", problem);
+  console.error(line);
+  process.exit(exitCode);
 }
-
-gpuOrExit();
 const info = deviceInfo(0);
 
 // Random rows (never zeros: they would hide unwritten bytes) and distinct random slots, with one
@@ -58,6 +55,6 @@ let wrong = 0;
 for (let i = 0; i < got.length; ++i) if (got[i] !== want[i]) ++wrong;
 
 console.log(`example: ${info.name} (sm_${info.computeCapability.join("")})`);
-console.log(`example: wrote ${N - 1} rows of ${WIDTH} bf16 (1 padding row skipped) into a ${PAGES}x${PAGE_SIZE}-slot cache in ${firstCallMs.toFixed(1)} ms (first call, tuning included if this GPU had no profile)`);
+console.log(`example: wrote ${N - 1} rows of ${WIDTH} bf16 (1 padding row of ${N} skipped) into a ${PAGES}x${PAGE_SIZE}-slot cache in ${firstCallMs.toFixed(1)} ms (first call, tuning included if this GPU had no profile)`);
 console.log(`example: ${wrong === 0 ? "verified" : "MISMATCH in"} all ${got.length * 2} cache bytes against the host reference${wrong ? `: ${wrong} elements differ` : ""}`);
 process.exit(wrong === 0 ? 0 : 1);

@@ -20,6 +20,7 @@
  * - `ABI_MISMATCH`: the loaded libmla_kv was built for a different version of this package.
  * - `DISPOSED`: a tensor, stream, graph or event was used after it was freed or destroyed.
  * - `CAPTURE`: the operation is not allowed while (or because) a stream is being captured.
+ * - `PERMISSION`: Deno was not given a permission mla-kv needs; the message names the flag.
  */
 export type MlaKvErrorCode =
   | "INVALID_ARGUMENT"
@@ -30,7 +31,8 @@ export type MlaKvErrorCode =
   | "LIBRARY_NOT_FOUND"
   | "ABI_MISMATCH"
   | "DISPOSED"
-  | "CAPTURE";
+  | "CAPTURE"
+  | "PERMISSION";
 
 /**
  * An error raised by mla-kv, with a stable `code` and, when one argument is to blame, its name.

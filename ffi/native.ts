@@ -10,8 +10,11 @@
 
 import { MlaKvError, type MlaKvErrorCode } from "./errors.ts";
 import { join } from "node:path";
-import { openLibrary, PACKAGE_ROOT } from "./find_library.ts";
-import { buildIdMismatch, cudaSourceHash } from "./source_hash.ts";
+import { buildIdMismatch } from "./build_id.ts";
+import { diagnoseNoDevice, permissionError } from "./diagnose.ts";
+import { openLibrary, type CandidateSource } from "./find_library.ts";
+import { PACKAGE_ROOT } from "./package_root.ts";
+import { cudaSourceHash } from "./source_hash.ts";
 import type { LibraryAdapter, OpenedLibrary } from "./library_adapter.ts";
 import { MLA_KV_ABI_VERSION } from "./abi.ts";
 import { MLA_KV_SYMBOLS, type ArgKind, type MlaKvSymbols, type SymbolName } from "./symbols.ts";
@@ -38,6 +41,10 @@ export interface LoadedLibrary {
   /** Changes with every build; include it in bug reports. */
   readonly buildId: string;
   readonly abiVersion: number;
+  /** Which candidate it was: MLA_KV_LIBRARY, the local build or the prebuilt library. */
+  readonly source: CandidateSource;
+  /** Why this library was chosen over the other candidates. */
+  readonly reason: string;
   /** The bound functions (wrapped for tracing when MLA_KV_TRACE=1). */
   readonly symbols: MlaKvSymbols;
 }
@@ -50,14 +57,23 @@ let loaded: LoadedLibrary | undefined;
  *
  * @throws {MlaKvError} `LIBRARY_NOT_FOUND` when no candidate loads, `ABI_MISMATCH` when the
  * library was built for another ABI version or (the package's own library) from other CUDA sources,
- * `UNSUPPORTED` outside Bun and Deno.
+ * `PERMISSION` when Deno denies a permission the lookup needs, `UNSUPPORTED` outside Bun and Deno.
  */
 export function loadLibrary(): LoadedLibrary {
   if (loaded !== undefined) return loaded;
   if (ADAPTER === undefined) {
     throw new MlaKvError("UNSUPPORTED", "mla-kv needs Bun or Deno: this runtime has no FFI adapter");
   }
-  const opened = openLibrary(ADAPTER);
+  try {
+    loaded = openChecked(ADAPTER);
+  } catch (error) {
+    throw permissionError(error) ?? error;
+  }
+  return loaded;
+}
+
+function openChecked(adapter: LibraryAdapter): LoadedLibrary {
+  const { library: opened, source, reason } = openLibrary(adapter);
   const abiVersion = opened.symbols.mla_kv_abi_version();
   if (abiVersion !== EXPECTED_ABI_VERSION) {
     opened.close();
@@ -67,9 +83,10 @@ export function loadLibrary(): LoadedLibrary {
         "Rebuild the library from this package (`bun run build`) or point MLA_KV_LIBRARY at a matching build.",
     );
   }
-  // The package's own library (not one named by MLA_KV_LIBRARY) must come from its own sources.
+  // The package's own library (not one named by MLA_KV_LIBRARY) must come from its own sources:
+  // the choice read that from the file, and the library itself must say the same.
   const buildId = opened.symbols.mla_kv_build_id();
-  if (!process.env.MLA_KV_LIBRARY) {
+  if (source !== "MLA_KV_LIBRARY") {
     const mismatch = buildIdMismatch(opened.path, buildId, cudaSourceHash(join(PACKAGE_ROOT, "cuda")));
     if (mismatch !== null) {
       opened.close();
@@ -77,26 +94,22 @@ export function loadLibrary(): LoadedLibrary {
     }
   }
   const traced = isTraceEnabled() ? traceSymbols(opened) : opened.symbols;
-  loaded = {
-    path: opened.path,
-    buildId,
-    abiVersion,
-    symbols: traced,
-  };
-  return loaded;
+  return { path: opened.path, buildId, abiVersion, source, reason, symbols: traced };
 }
 
-/** Which library is loaded; what a bug report needs. */
+/** Which library is loaded, and why that one; what a bug report needs. */
 export interface LibraryInfo {
   readonly path: string;
   readonly buildId: string;
   readonly abiVersion: number;
+  /** Why this library was chosen (e.g. the local build, preferred to a prebuilt one of the same sources). */
+  readonly reason: string;
 }
 
-/** The path, build id and ABI version of libmla_kv, loading it on first use. */
+/** The path, build id, ABI version of libmla_kv and why it was chosen, loading it on first use. */
 export function libraryInfo(): LibraryInfo {
-  const { path, buildId, abiVersion } = loadLibrary();
-  return { path, buildId, abiVersion };
+  const { path, buildId, abiVersion, reason } = loadLibrary();
+  return { path, buildId, abiVersion, reason };
 }
 
 /** The bound functions of libmla_kv, loading it on first use. */
@@ -119,9 +132,9 @@ export function codeOfStatus(status: number): MlaKvErrorCode | undefined {
 
 /**
  * Builds the error for a failed C call. Pure, so the mapping and wording are testable without a
- * library.
+ * library. `cause` is the diagnosed reason of a NO_DEVICE failure ({@link noDeviceCause}).
  */
-export function errorFromStatus(status: number, fnName: string, cMessage: string, argument?: string): MlaKvError {
+export function errorFromStatus(status: number, fnName: string, cMessage: string, argument?: string, cause?: string | null): MlaKvError {
   const code = codeOfStatus(status);
   if (code === undefined) {
     // A status outside the header's enum means the library and this code disagree about the ABI.
@@ -131,21 +144,21 @@ export function errorFromStatus(status: number, fnName: string, cMessage: string
       argument,
     );
   }
-  let message = `${fnName} failed: ${cMessage || `status ${status} (${code}) with no message`}`;
-  if (code === "NO_DEVICE") {
-    message += " (mla-kv needs an NVIDIA GPU and driver; check nvidia-smi and CUDA_VISIBLE_DEVICES)";
-  }
+  const said = cMessage || `status ${status} (${code}) with no message`;
+  const message = code === "NO_DEVICE" && cause ? `${fnName} failed: ${cause} (CUDA said: ${said})` : `${fnName} failed: ${said}`;
   return new MlaKvError(code, message, argument);
 }
 
 /**
- * Throws the {@link MlaKvError} for a non-zero status of `fnName`, with the C library's message.
- * Call it right after the C call: the message belongs to this thread's last failed call.
+ * Throws the {@link MlaKvError} for a non-zero status of `fnName`, with the C library's message,
+ * and for NO_DEVICE the real cause. Call it right after the C call: the message belongs to this
+ * thread's last failed call.
  */
 export function check(status: number, fnName: string, argument?: string): void {
   if (status === 0) return;
   const cMessage = loaded?.symbols.mla_kv_last_error() ?? "";
-  throw errorFromStatus(status, fnName, cMessage, argument);
+  const cause = codeOfStatus(status) === "NO_DEVICE" && loaded !== undefined ? diagnoseNoDevice(loaded.symbols, cMessage) : null;
+  throw errorFromStatus(status, fnName, cMessage, argument, cause);
 }
 
 function isTraceEnabled(): boolean {

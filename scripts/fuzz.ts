@@ -21,9 +21,10 @@ import { parseArgs } from "node:util";
 
 process.env.MLA_KV_AUTOTUNE ??= "0";
 import { check, native } from "../ffi/native.ts";
+import { startFailure } from "../ffi/diagnose.ts";
 import {
   checkErrors,
-  deviceCount,
+  gpuProblem,
   MlaKvError,
   setMlaKvBuffer,
   Stream,
@@ -52,11 +53,11 @@ if (!Number.isSafeInteger(CASES) || CASES < 1 || !Number.isSafeInteger(MAX_N) ||
   process.exit(2);
 }
 
-try {
-  if (deviceCount() === 0) throw new Error("the driver reports no GPU");
-} catch (error) {
-  console.error(`fuzz: no usable NVIDIA GPU (${(error as Error).message.split("\n")[0]}); the fuzzer runs on a GPU.`);
-  process.exit(1);
+const problem = gpuProblem(0);
+if (problem !== null) {
+  const { line, exitCode } = startFailure("fuzz", problem);
+  console.error(line);
+  process.exit(exitCode);
 }
 
 // ---- a seeded generator ---------------------------------------------------------------------

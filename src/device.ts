@@ -4,6 +4,7 @@
  * @module
  */
 
+import { diagnoseNoDevice } from "../ffi/diagnose.ts";
 import { check, native } from "../ffi/native.ts";
 import {
   MLA_KV_PATH_CODES,
@@ -49,6 +50,28 @@ export function deviceCount(): number {
   const out = new Int32Array(1);
   check(native().mla_kv_device_count(out), "mla_kv_device_count");
   return out[0]!;
+}
+
+/**
+ * Why GPU `device` cannot be used here, or null when it can: the library's error (a missing or
+ * stale library, a missing Deno permission) or a `NO_DEVICE` error that names the real cause (no
+ * driver, a driver older than the runtime linked in, no GPU visible, no such device). Never
+ * throws an MlaKvError; the example, the benchmark and the commands start with it.
+ */
+export function gpuProblem(device = 0): MlaKvError | null {
+  let count: number;
+  try {
+    count = deviceCount();
+  } catch (error) {
+    if (error instanceof MlaKvError) return error;
+    throw error;
+  }
+  if (count > device) return null;
+  if (count === 0) {
+    const cause = diagnoseNoDevice(native(), "");
+    return new MlaKvError("NO_DEVICE", cause ?? "the NVIDIA driver reports no GPU", "device");
+  }
+  return new MlaKvError("NO_DEVICE", `device ${device} does not exist (${count} visible)`, "device");
 }
 
 // Properties do not change while a process runs, and the dispatcher reads them on every write.

@@ -1,9 +1,11 @@
 /**
  * The same mod.ts under Deno (`bun run test:deno`, which is `deno test --no-check --allow-ffi
- * --allow-read --allow-env --allow-write --allow-run tests/deno/smoke.deno.ts`; --no-check because the
- * package is type-checked by tsc with Bun's types): the library loads through the Deno adapter, bad input is refused
- * before the FFI with the same errors, and on a GPU a real write is byte-exact. Bun's test runner
- * skips this file (it is not *.test.ts); CI runs it with Deno from the npm registry.
+ * --allow-read --allow-env --allow-write --allow-sys --allow-run tests/deno/smoke.deno.ts`;
+ * --no-check because this file is not part of the type-checked tree; `deno check mod.ts` checks
+ * the package): the library loads through the Deno adapter, bad input is refused before the FFI
+ * with the same errors, a missing permission is named, and on a GPU a real write is byte-exact.
+ * Bun's test runner skips this file (it is not *.test.ts); CI runs it with Deno from the npm
+ * registry.
  */
 import {
   allocTensor,
@@ -30,10 +32,20 @@ function gpuCount(): number {
   }
 }
 
-Deno.test("loads libmla_kv through Deno.dlopen and checks its ABI version", () => {
+const EXAMPLE = new URL("../../examples/write_rows.ts", import.meta.url).pathname;
+const FLAGS = ["--allow-ffi", "--allow-read", "--allow-env", "--allow-write", "--allow-sys"];
+
+/** Runs the README's example under Deno with `flags`; its exit status and output. */
+async function runExample(flags: string[]): Promise<{ code: number; text: string }> {
+  const out = await new Deno.Command(Deno.execPath(), { args: ["run", "--no-check", ...flags, EXAMPLE], stdout: "piped", stderr: "piped" }).output();
+  return { code: out.code, text: new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr) };
+}
+
+Deno.test("loads libmla_kv through Deno.dlopen, checks its ABI version and says why it chose it", () => {
   const info = libraryInfo();
   assert(info.abiVersion === EXPECTED_ABI_VERSION, `ABI ${info.abiVersion} != ${EXPECTED_ABI_VERSION}`);
   assert(info.buildId.length > 0, "empty build id");
+  assert(/built from this package's CUDA sources|MLA_KV_LIBRARY is set/.test(info.reason), `reason: ${info.reason}`);
 });
 
 Deno.test("refuses a kRope whose dtype differs from the cache's, naming it, before anything reaches the GPU", () => {
@@ -83,18 +95,21 @@ Deno.test({
   },
 });
 
-Deno.test("runs the README's example under Deno: verified bytes on a GPU, one clear sentence without", async () => {
-  const example = new URL("../../examples/write_rows.ts", import.meta.url).pathname;
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--no-check", "--allow-ffi", "--allow-read", "--allow-env", "--allow-write", example],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+Deno.test("runs the README's example under Deno: verified bytes on a GPU, exit 3 and one clear sentence without", async () => {
+  const { code, text } = await runExample(FLAGS);
   if (gpuCount() > 0) {
-    assert(out.code === 0 && text.includes("example: verified all"), `example failed (exit ${out.code}):\n${text}`);
+    assert(code === 0 && text.includes("example: verified all"), `example failed (exit ${code}):\n${text}`);
   } else {
-    assert(out.code === 1 && text.includes("example: no usable NVIDIA GPU here"), `unexpected (exit ${out.code}):\n${text}`);
+    assert(code === 3 && text.includes("example: no usable NVIDIA GPU here: "), `unexpected (exit ${code}):\n${text}`);
     assert(!text.includes("    at "), `a stack trace leaked:\n${text}`);
   }
 });
+
+for (const missing of ["--allow-ffi", "--allow-read", "--allow-env"]) {
+  Deno.test(`names ${missing} when the example runs without it, exits 1 and never says to build`, async () => {
+    const { code, text } = await runExample(FLAGS.filter((f) => f !== missing));
+    assert(code === 1, `exit ${code}:\n${text}`);
+    assert(text.includes(`example: cannot start: PERMISSION: Deno denied mla-kv a permission it needs: run deno with ${missing}`), text);
+    assert(!text.includes("bun run build"), `says to build:\n${text}`);
+  });
+}

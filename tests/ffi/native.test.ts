@@ -22,10 +22,16 @@ describe("errorFromStatus", () => {
     expect(error.message).toBe("mla_kv_malloc failed: cudaMalloc failed: out of memory (cudaErrorMemoryAllocation)");
   });
 
-  it("adds a hint to NO_DEVICE, since that is usually a machine setup problem", () => {
-    const error = errorFromStatus(3, "mla_kv_device_count", "no CUDA device is visible");
+  it("puts the diagnosed cause of a NO_DEVICE first and keeps what CUDA said after it", () => {
+    const error = errorFromStatus(3, "mla_kv_device_count", "cudaGetDeviceCount failed: (cudaErrorInsufficientDriver)", undefined, "no NVIDIA driver is installed");
     expect(error.code).toBe("NO_DEVICE");
-    expect(error.message).toContain("check nvidia-smi and CUDA_VISIBLE_DEVICES");
+    expect(error.message).toBe("mla_kv_device_count failed: no NVIDIA driver is installed (CUDA said: cudaGetDeviceCount failed: (cudaErrorInsufficientDriver))");
+  });
+
+  it("keeps the C message alone for a NO_DEVICE with nothing to add", () => {
+    expect(errorFromStatus(3, "mla_kv_malloc", "device 3 does not exist (1 visible)", "device", null).message).toBe(
+      "mla_kv_malloc failed: device 3 does not exist (1 visible)",
+    );
   });
 
   it("keeps the argument to blame", () => {
@@ -80,7 +86,12 @@ describe("loading the library", () => {
 
     it("reports which library is loaded", () => {
       const result = runInChild(`return m.libraryInfo();`, { MLA_KV_LIBRARY: host! });
-      expect(result.value, describeChild(result)).toEqual({ path: host, buildId: "host-fixture", abiVersion: EXPECTED_ABI_VERSION });
+      expect(result.value, describeChild(result)).toEqual({
+        path: host,
+        buildId: "host-fixture",
+        abiVersion: EXPECTED_ABI_VERSION,
+        reason: "MLA_KV_LIBRARY is set, so that library is the only one used, as it is (its build id is not compared with this package's sources)",
+      });
     });
 
     it("logs every call to stderr with its arguments, result and duration when MLA_KV_TRACE=1", () => {

@@ -5,15 +5,20 @@
 import { MLA_KV_ABI_VERSION } from "../../ffi/abi.ts";
 import { describe, expect, it } from "bun:test";
 import { existsSync } from "node:fs";
-import { libraryCandidates } from "../../ffi/find_library.ts";
+import { join } from "node:path";
+import { embeddedBuildId } from "../../ffi/build_id.ts";
+import { libraryCandidates, PACKAGE_ROOT } from "../../ffi/find_library.ts";
+import { cudaSourceHash } from "../../ffi/source_hash.ts";
 import { describeChild, runInChild } from "../helpers/run_in_child.ts";
 
-// The library the package itself would load (MLA_KV_LIBRARY aside): the same lookup, minus the env.
-const library = libraryCandidates({}).find((candidate) => existsSync(candidate.path))?.path;
+// The library the package itself would load (MLA_KV_LIBRARY aside): the first candidate built from
+// the package's sources.
+const sourceHash = cudaSourceHash(join(PACKAGE_ROOT, "cuda"))!;
+const library = libraryCandidates({}).find((c) => existsSync(c.path) && embeddedBuildId(c.path, sourceHash) !== null)?.path;
 const gpuVisible = existsSync("/dev/nvidiactl") || existsSync("/proc/driver/nvidia");
 
 const reason = !library
-  ? " (skipped: libmla_kv is not built; run `bun run build`)"
+  ? " (skipped: libmla_kv is not built from these sources; run `bun run build`)"
   : gpuVisible
     ? " (skipped: an NVIDIA driver is present, so this is not a machine without a GPU)"
     : "";
@@ -34,10 +39,15 @@ describe.skipIf(!library || gpuVisible)(`the built libmla_kv on a machine withou
     expect((result.value as { buildId: string }).buildId.length).toBeGreaterThan(0);
   });
 
-  it("answers deviceCount() with NO_DEVICE and the driver's reason", () => {
+  it("answers deviceCount() with NO_DEVICE and the real cause: no driver is installed", () => {
     const error = expectNoDevice(`return m.deviceCount();`);
-    expect(error.message).toStartWith("mla_kv_device_count failed: ");
-    expect(error.message).toContain("check nvidia-smi");
+    expect(error.message).toStartWith("mla_kv_device_count failed: no NVIDIA driver is installed on this machine");
+    expect(error.message).toContain("which needs driver R580 or newer");
+  });
+
+  it("says why this library was chosen", () => {
+    const result = runInChild(`return m.libraryInfo().reason;`);
+    expect(String(result.value), describeChild(result)).toMatch(/^the (local build|prebuilt library), built from this package's CUDA sources \(/);
   });
 
   it("answers deviceInfo() with NO_DEVICE", () => {

@@ -3,7 +3,7 @@
  * the skipped describe's name), seeded random bytes, unique random slots, poisoning, and the plain
  * host reference of the write that every GPU result is compared with byte for byte.
  */
-import { deviceCount, deviceInfo, fromHost, type DeviceInfo } from "../../mod.ts";
+import { deviceInfo, fromHost, gpuProblem, type DeviceInfo } from "../../mod.ts";
 import { native } from "../../ffi/native.ts";
 import type { DeviceTensor } from "../../src/tensor.ts";
 
@@ -14,15 +14,12 @@ let probed: GpuProbe | undefined;
 /** Probes device 0 once; never throws. */
 export function probeGpu(): GpuProbe {
   if (probed) return probed;
-  try {
-    const count = deviceCount();
-    probed = count > 0 ? { ok: true, info: deviceInfo(0) } : { ok: false, reason: "the driver reports no GPU" };
-  } catch (error) {
-    // Keep the reason short: it is repeated in the name of every skipped test.
-    const message = error instanceof Error ? error.message : String(error);
-    const cudaName = /\((cuda[A-Za-z]+)\)/.exec(message)?.[1];
-    probed = { ok: false, reason: cudaName ? `no usable NVIDIA GPU, ${cudaName}` : message.split("\n")[0]!.slice(0, 120) };
-  }
+  const problem = gpuProblem(0);
+  // The whole reason, on one line (it goes into the name of every skipped test): a missing
+  // library's message lists each path tried with its reason, one a line.
+  probed = problem === null
+    ? { ok: true, info: deviceInfo(0) }
+    : { ok: false, reason: `${problem.code}: ${problem.message.split("\n").map((l) => l.trim()).join(" ")}` };
   return probed;
 }
 

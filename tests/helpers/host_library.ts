@@ -7,14 +7,16 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PACKAGE_ROOT } from "../../ffi/find_library.ts";
 import { MLA_KV_ABI_VERSION } from "../../ffi/abi.ts";
+import { SHARED_TMPDIR_ENV } from "./temp_dirs.ts";
 
 const source = `${PACKAGE_ROOT}/tests/ffi/fixtures/host_mla_kv.c`;
 // The fixture includes the header and the library's argument checks.
 const includes = [`${PACKAGE_ROOT}/cuda/include/mla_kv.h`, `${PACKAGE_ROOT}/cuda/checks.h`];
 // Keyed by the content of the fixture and what it includes, so runs reuse one build, an edit to
-// any of them rebuilds, and nothing piles up in the temp folder.
+// any of them rebuilds, and nothing piles up in the temp folder. It lives outside the test run's
+// own temporary folder (tests/setup.ts), which is removed at exit.
 const key = Bun.hash([source, ...includes].map((file) => readFileSync(file, "utf8")).join("\0")).toString(16);
-const outDir = join(tmpdir(), `mla-kv-host-lib-${key}`);
+const outDir = join(process.env[SHARED_TMPDIR_ENV] ?? tmpdir(), `mla-kv-host-lib-${key}`);
 const built = new Map<number, string | undefined>();
 let failure = "";
 

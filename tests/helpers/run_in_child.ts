@@ -76,3 +76,23 @@ try {
 export function describeChild(result: ChildResult): string {
   return `exit ${result.exitCode} signal ${result.signal}\nstdout:\n${result.stdout}\nstderr:\n${result.stderr}`;
 }
+
+/** What a script of the package did when run on its own (see {@link runScript}). */
+export interface ScriptResult {
+  code: number | null;
+  /** stdout then stderr. */
+  out: string;
+}
+
+/**
+ * Runs the package's script `path` (relative to the package root) with Bun in a clean environment
+ * (PATH and HOME, quiet tuning, and `env`), as a user would from a shell.
+ */
+export function runScript(path: string, args: readonly string[], env: Record<string, string>): ScriptResult {
+  const proc = Bun.spawnSync([process.execPath, `${PACKAGE_ROOT}/${path}`, ...args], {
+    env: { PATH: process.env.PATH!, HOME: process.env.HOME!, MLA_KV_QUIET: "1", ...env },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  return { code: proc.exitCode, out: proc.stdout.toString() + proc.stderr.toString() };
+}

@@ -7,6 +7,12 @@ import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
+/**
+ * The variable naming the temporary folder the test run started with (tests/setup.ts points
+ * TMPDIR into a folder of the run's own, removed at exit): for what is kept between runs.
+ */
+export const SHARED_TMPDIR_ENV = "MLA_KV_TEST_SHARED_TMPDIR";
+
 export function tempDirs(prefix: string): () => string {
   const root = mkdtempSync(join(tmpdir(), prefix));
   afterAll(() => rmSync(root, { recursive: true, force: true }));

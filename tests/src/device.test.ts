@@ -54,3 +54,62 @@ describe.skipIf(!host)(`devices against the host implementation of the ABI${host
     expect(result.error?.message).toContain("host fixture: only device 0 exists");
   });
 });
+
+describe.skipIf(!host)(`why no GPU can be used, against the host implementation of the ABI${host ? "" : " (skipped: the C fixture did not build)"}`, () => {
+  const env = { MLA_KV_LIBRARY: host! };
+  const noDriver = { ...env, HOST_MLA_KV_DRIVER_VERSION: "0" };
+  const oldDriver = { ...env, HOST_MLA_KV_DRIVER_VERSION: "11080" };
+  const noGpu = { ...env, HOST_MLA_KV_DEVICE_COUNT: "0" };
+
+  it("finds no problem when device 0 is there", () => {
+    const result = runInChild(`return m.gpuProblem(0);`, env);
+    expect(result.value, describeChild(result)).toBeNull();
+  });
+
+  it("says no driver is installed, not that the driver is insufficient as CUDA has it", () => {
+    const result = runInChild(`const p = m.gpuProblem(); return { code: p.code, message: p.message };`, noDriver);
+    expect(result.value, describeChild(result)).toMatchObject({ code: "NO_DEVICE" });
+    const message = (result.value as { message: string }).message;
+    expect(message).toStartWith("mla_kv_device_count failed: no NVIDIA driver is installed on this machine");
+    expect(message).toContain("CUDA said: cudaGetDeviceCount failed: CUDA driver version is insufficient");
+  });
+
+  it("names the old driver's version, the runtime's and the driver branch needed", () => {
+    const result = runInChild(`return m.gpuProblem().message;`, oldDriver);
+    expect(String(result.value), describeChild(result)).toContain(
+      "the NVIDIA driver (CUDA 11.8) is older than the CUDA 12.8 runtime libmla_kv links: install driver R525 or newer",
+    );
+  });
+
+  it("says the driver sees no GPU and points at CUDA_VISIBLE_DEVICES when it is set", () => {
+    const result = runInChild(`return m.gpuProblem().message;`, { ...noGpu, CUDA_VISIBLE_DEVICES: "" });
+    expect(result.value, describeChild(result)).toBe(
+      'the NVIDIA driver (CUDA 13.0) is installed but sees no GPU; CUDA_VISIBLE_DEVICES="" may hide them: unset it or name a GPU that exists',
+    );
+  });
+
+  it("says a device index does not exist when others do", () => {
+    const result = runInChild(`return m.gpuProblem(2).message;`, env);
+    expect(result.value, describeChild(result)).toBe("device 2 does not exist (1 visible)");
+  });
+
+  it("returns a missing library as the problem, with every path tried", () => {
+    const result = runInChild(`const p = m.gpuProblem(); return { code: p.code, message: p.message };`, { MLA_KV_LIBRARY: "/nonexistent/libmla_kv.so" });
+    expect(result.value, describeChild(result)).toEqual({
+      code: "LIBRARY_NOT_FOUND",
+      message: expect.stringContaining("/nonexistent/libmla_kv.so (from MLA_KV_LIBRARY): no such file"),
+    });
+  });
+
+  it("gives Stream.create() the same cause as deviceCount()", () => {
+    const result = runInChild(`return m.Stream.create();`, noGpu);
+    expect(result.error?.code, describeChild(result)).toBe("NO_DEVICE");
+    expect(result.error?.message).toStartWith("mla_kv_stream_create failed: the NVIDIA driver (CUDA 13.0) is installed but sees no GPU; check nvidia-smi");
+    expect(result.error?.message).toContain("(CUDA said: no CUDA device is visible (the driver found no GPU))");
+  });
+
+  it("keeps the library's message for a device index that does not exist", () => {
+    const result = runInChild(`return m.Stream.create(1);`, env);
+    expect(result.error?.message, describeChild(result)).toBe("mla_kv_stream_create failed: host fixture: only device 0 exists");
+  });
+});
