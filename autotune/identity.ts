@@ -1,7 +1,10 @@
 /**
- * The identity a profile is keyed and stamped with: the GPU as the driver reports it, the
- * library build, and this package's version. Two GPUs with the same identity share one profile.
+ * The identity a profile is keyed and stamped with: the GPU as the driver reports it, the code of
+ * the library (the sources hash of its build id: a comment edit or another set of architectures
+ * changes nothing a GPU runs), and this package's version. Two GPUs with the same identity share
+ * one profile.
  */
+import { buildIdSourceHash } from "../ffi/build_id.ts";
 import { deviceInfo } from "../src/device.ts";
 import { libraryInfo } from "../ffi/native.ts";
 import { PACKAGE_VERSION } from "../ffi/package_root.ts";
@@ -23,6 +26,6 @@ export function gpuIdentity(device: number): GpuIdentity {
       runtimeVersion: info.runtimeVersion,
     },
     packageVersion: PACKAGE_VERSION,
-    libraryBuildId: libraryInfo().buildId,
+    libraryBuildId: buildIdSourceHash(libraryInfo().buildId),
   };
 }

@@ -17,6 +17,16 @@ export function buildIdArchs(buildId: string): string[] {
   return dash < 0 ? [] : buildId.slice(dash + 1).split(".").filter(Boolean);
 }
 
+/**
+ * The sources hash of a build id: what decides the machine code a given GPU runs. The architectures
+ * a build holds do not change the code of any one of them (a single-architecture build of sm_90a
+ * runs what the fat library runs on an H100), so profiles are keyed on this part alone.
+ */
+export function buildIdSourceHash(buildId: string): string {
+  const dash = buildId.indexOf("-");
+  return dash < 0 ? buildId : buildId.slice(0, dash);
+}
+
 /** True when a library with `buildId` was built from sources hashing to `sourceHash`. */
 export function buildIdMatches(buildId: string, sourceHash: string): boolean {
   return buildId.startsWith(`${sourceHash}-`);
