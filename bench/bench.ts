@@ -22,7 +22,7 @@ import { check, native } from "../ffi/native.ts";
 import { PACKAGE_ROOT } from "../ffi/find_library.ts";
 import { allocScratch, type Scratch } from "../autotune/scratch.ts";
 import { timeGraphPerCall } from "../autotune/graph_timer.ts";
-import { renderLinePlot } from "../src/svg_plot.ts";
+import { renderLinePlot } from "../cli/svg_plot.ts";
 import { createMeasurer } from "../autotune/measure.ts";
 import { tuneLayoutWithStats } from "../autotune/search.ts";
 import { openBenchLibrary } from "./bench_library.ts";

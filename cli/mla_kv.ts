@@ -2,7 +2,7 @@
 /**
  * The package's command, `bunx mla-kv <command>`: one command per file, loaded on demand.
  *   inspect    the library, the GPUs and their profiles (cli/inspect.ts)
- *   autotune   tune this machine's GPUs by hand (autotune/cli.ts)
+ *   autotune   tune this machine's GPUs by hand (cli/autotune.ts)
  */
 export {}; // a module, so top-level await is allowed
 
@@ -13,7 +13,7 @@ switch (command) {
     process.exitCode = (await import("./inspect.ts")).main(rest);
     break;
   case "autotune":
-    process.exitCode = await (await import("../autotune/cli.ts")).main(rest);
+    process.exitCode = (await import("./autotune.ts")).main(rest);
     break;
   default:
     console.error(command === undefined || command === "--help" ? usage : `mla-kv: unknown command ${JSON.stringify(command)}; ${usage}`);

@@ -1,28 +1,22 @@
 import { describe, expect, it } from "bun:test";
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { pathToFileURL } from "node:url";
 import { profilePath, type Env } from "../../autotune/cache_dir.ts";
-import {
-  HELP,
-  loadGpuDeps,
-  parseLayoutSpec,
-  runAutotune,
-  userProfileStore,
-  type AutotuneDeps,
-  type GpuInfo,
-  type TuneLayoutSpec,
-} from "../../autotune/cli.ts";
+import { runAutotune, type AutotuneDeps } from "../../cli/autotune.ts";
+import { HELP, parseLayoutSpec, type TuneLayoutSpec } from "../../cli/autotune_flags.ts";
+import type { GpuInfo } from "../../cli/autotune_gpu.ts";
+import { userProfileStore } from "../../cli/autotune_store.ts";
 import { ProfileLookup } from "../../autotune/lookup.ts";
 import {
-  LayoutProfileSchema,
   ProfileSchema,
   identityKey,
   type GpuIdentity,
   type LayoutProfile,
 } from "../../autotune/profile.ts";
-import { fakeLayoutProfile, h100 } from "./fixtures/fake.ts";
-import { h100Like, sharpCrossover } from "./fixtures/landscapes.ts";
+import { fakeLayoutProfile, h100 } from "../autotune/fixtures/fake.ts";
+import { h100Like, sharpCrossover } from "../autotune/fixtures/landscapes.ts";
+import { hostLibrary } from "../helpers/host_library.ts";
+import { describeChild, runInChild } from "../helpers/run_in_child.ts";
 import { tempDirs } from "../helpers/temp_dirs.ts";
 
 const freshDir = tempDirs("mla-kv-cli-");
@@ -207,28 +201,28 @@ describe("no GPU", () => {
     expect(throwing.stderr.text).toBe("autotune: no NVIDIA GPU found (libmla_kv.so: cannot open shared object file); nothing to tune.\n");
   });
 
-  it("is what happens when the GPU module is missing, broken or incomplete", async () => {
-    const dir = freshDir();
-    const missing = await loadGpuDeps(pathToFileURL(join(dir, "gpu_deps.ts")));
-    expect(missing.gpus()).toEqual({ error: "the GPU timing module autotune/gpu_deps.ts is not installed" });
-
-    writeFileSync(join(dir, "broken.ts"), 'throw new Error("libcuda.so.1: cannot open shared object file");\n');
-    const broken = await loadGpuDeps(pathToFileURL(join(dir, "broken.ts")));
-    expect(broken.gpus()).toEqual({ error: "loading the GPU timing module failed: libcuda.so.1: cannot open shared object file" });
-
-    writeFileSync(join(dir, "empty.ts"), "export const nothing = 1;\n");
-    expect((await loadGpuDeps(pathToFileURL(join(dir, "empty.ts")))).gpus()).toEqual({
-      error: "autotune/gpu_deps.ts does not export createGpuDeps()",
+  it("is what the command says when the library cannot be loaded", () => {
+    const proc = Bun.spawnSync(["bun", "cli/autotune.ts", "--layout", "bf16:512+64"], {
+      cwd: REPO,
+      env: { ...process.env, MLA_KV_LIBRARY: join(freshDir(), "libmla_kv.so"), MLA_KV_QUIET: "1" },
     });
+    expect(proc.exitCode).toBe(1);
+    expect(proc.stdout.toString()).toBe("");
+    expect(proc.stderr.toString()).toMatch(/^autotune: no NVIDIA GPU found \(libmla_kv could not be loaded.*\); nothing to tune\.\n$/);
+  });
+});
 
-    writeFileSync(join(dir, "fails.ts"), 'export function createGpuDeps() { throw new Error("cuInit failed: 100"); }\n');
-    expect((await loadGpuDeps(pathToFileURL(join(dir, "fails.ts")))).gpus()).toEqual({ error: "cuInit failed: 100" });
-
-    writeFileSync(
-      join(dir, "works.ts"),
-      "export async function createGpuDeps() { return { gpus: () => [], measureFor: () => () => 1 }; }\n",
-    );
-    expect((await loadGpuDeps(pathToFileURL(join(dir, "works.ts")))).gpus()).toEqual([]);
+const host = hostLibrary();
+describe.skipIf(!host)(`the GPU side against the host implementation of the ABI${host ? "" : " (skipped: the C fixture did not build)"}`, () => {
+  it("lists each GPU with its name, identity and whether TMA runs", () => {
+    const result = runInChild(`
+      const { createGpuDeps } = await import(root + "/cli/autotune_gpu.ts");
+      const { gpuIdentity } = await import(root + "/autotune/identity.ts");
+      return { gpus: createGpuDeps().gpus(), identity: gpuIdentity(0) };
+    `, { MLA_KV_LIBRARY: host! });
+    const value = result.value as { gpus: GpuInfo[]; identity: GpuIdentity };
+    expect(value, describeChild(result)).toBeDefined();
+    expect(value.gpus).toEqual([{ index: 0, name: "Host Fixture GPU", identity: value.identity, tmaAllowed: true }]);
   });
 });
 
@@ -453,34 +447,7 @@ describe("progress", () => {
   });
 });
 
-describe("the user profile store", () => {
-  const me = h100();
-  const key = "1024+128/i64";
-
-  it("saves into MLA_KV_CACHE_DIR and finds it there afterwards", () => {
-    const cache = join(freshDir(), "cache");
-    const warnings: string[] = [];
-    const store = userProfileStore({ MLA_KV_CACHE_DIR: cache }, (l) => warnings.push(l), new ProfileLookup({ bundledDir: freshDir() }));
-    expect(store.existing(me, key)).toBeNull();
-    const layout = fakeLayoutProfile(2, 16);
-    const where = store.whileTuning!(me, key, () => store.save(me, key, layout));
-    expect(where).toBe(profilePath(cache, me));
-    expect(existsSync(where)).toBe(true);
-    expect(readdirSync(cache).filter((n) => n.endsWith(".lock"))).toEqual([]);
-    const again = userProfileStore({ MLA_KV_CACHE_DIR: cache }, (l) => warnings.push(l), new ProfileLookup({ bundledDir: freshDir() }));
-    expect(LayoutProfileSchema.parse(again.existing(me, key))).toEqual(layout);
-    expect(warnings).toEqual([]);
-  });
-
-  it("throws, saying why, when the profile cannot be written", () => {
-    const file = join(freshDir(), "not-a-dir");
-    writeFileSync(file, "x");
-    const store = userProfileStore({ MLA_KV_CACHE_DIR: file }, () => {}, new ProfileLookup({ bundledDir: freshDir() }));
-    expect(() => store.save(me, key, fakeLayoutProfile())).toThrow(/unwritable/);
-    // No lock can be taken there either; the tune still runs.
-    expect(store.whileTuning!(me, key, () => 42)).toBe(42);
-  });
-
+describe("a run on the user profile store", () => {
   it("backs a whole run end to end", () => {
     const cache = join(freshDir(), "cache");
     const f = fake();
@@ -496,11 +463,11 @@ describe("the user profile store", () => {
 });
 
 describe("the command", () => {
-  it("runs as bun autotune/cli.ts: --help exits 0, a bad flag exits 2 without a stack trace", () => {
-    const help = Bun.spawnSync(["bun", "autotune/cli.ts", "--help"], { cwd: REPO, env: { ...process.env, MLA_KV_QUIET: "" } });
+  it("runs as bun cli/autotune.ts: --help exits 0, a bad flag exits 2 without a stack trace", () => {
+    const help = Bun.spawnSync(["bun", "cli/autotune.ts", "--help"], { cwd: REPO, env: { ...process.env, MLA_KV_QUIET: "" } });
     expect(help.exitCode).toBe(0);
     expect(help.stdout.toString()).toBe(HELP);
-    const bad = Bun.spawnSync(["bun", "autotune/cli.ts", "--layout", "bf16:512"], { cwd: REPO });
+    const bad = Bun.spawnSync(["bun", "cli/autotune.ts", "--layout", "bf16:512"], { cwd: REPO });
     expect(bad.exitCode).toBe(2);
     expect(bad.stdout.toString()).toBe("");
     expect(bad.stderr.toString()).toBe('autotune: --layout "bf16:512" is not dtype:nope+rope, e.g. bf16:512+64 (or bf16:512+64:fp8_ds_mla); see --help.\n');
