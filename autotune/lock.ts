@@ -3,6 +3,11 @@
  *
  * Synchronous on purpose: the callers (profile writes, first-use tuning) sit on a synchronous
  * dispatch path, and a held lock is expected to be short or to end in a result worth waiting for.
+ *
+ * A lock that cannot be proven alive is broken once it is older than staleMs. Its age is what its
+ * holder wrote (createdAt) when that is a time in the past; a createdAt in the future or that is
+ * no time at all proves nothing, and then the file's mtime tells the age, or, when that lies in
+ * the future too, how long this process has been looking at it.
  */
 import { closeSync, linkSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { hostname } from "node:os";
@@ -188,10 +193,31 @@ function inspect(lockPath: string): Seen | null {
     return null;
   }
   const info = parseInfo(raw);
-  // An unparseable lock is one whose holder died between create and write: only its mtime
-  // tells its age. A parseable one carries its own birth time, which survives clock-coarse mtimes.
-  const born = info?.createdAt ?? Number(st.mtimeMs);
-  return { raw, info, ino: Number(st.ino), mtimeMs: Number(st.mtimeMs), ageMs: Math.max(0, Date.now() - born) };
+  const mtimeMs = Number(st.mtimeMs);
+  const ino = Number(st.ino);
+  return { raw, info, ino, mtimeMs, ageMs: ageOf(info, mtimeMs, `${lockPath}\0${ino}\0${raw}`) };
+}
+
+// When this process first saw a lock whose age nothing else can tell, by path, inode and content.
+const firstSeen = new Map<string, number>();
+const FIRST_SEEN_KEPT = 256;
+
+/**
+ * How old a lock is. A parseable lock carries its own birth time, which survives clock-coarse
+ * mtimes; an unparseable one is one whose holder died between create and write, and only its
+ * mtime tells. Times in the future (a skewed clock, a garbage value) are never trusted.
+ */
+function ageOf(info: LockInfo | null, mtimeMs: number, identity: string): number {
+  const now = Date.now();
+  const claimed = info?.createdAt;
+  if (claimed !== undefined && Number.isFinite(claimed) && claimed <= now) return now - claimed;
+  if (Number.isFinite(mtimeMs) && mtimeMs <= now) return now - mtimeMs;
+  let seen = firstSeen.get(identity);
+  if (seen === undefined) {
+    if (firstSeen.size >= FIRST_SEEN_KEPT) firstSeen.clear();
+    firstSeen.set(identity, (seen = now));
+  }
+  return now - seen;
 }
 
 function parseInfo(raw: string): LockInfo | null {
@@ -243,7 +269,8 @@ function breakStale(lockPath: string, judged: Seen): boolean {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "EEXIST") {
       try {
-        if (Date.now() - Number(statSync(guardPath).mtimeMs) > GUARD_STALE_MS) tryUnlink(guardPath);
+        const st = statSync(guardPath);
+        if (ageOf(null, Number(st.mtimeMs), `${guardPath}\0${Number(st.ino)}`) > GUARD_STALE_MS) tryUnlink(guardPath);
       } catch {
         // gone already
       }

@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSyn
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { LockTimeoutError, lockPathFor, pidAlive, tryLock, withLock, type LockInfo } from "../../autotune/lock.ts";
+import { describeChild, runInChild } from "../helpers/run_in_child.ts";
 
 const root = mkdtempSync(join(tmpdir(), "mla-kv-lock-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -139,5 +140,53 @@ describe("tryLock", () => {
     plant(t, { token: "someone-else" });
     r.lock.release();
     expect(JSON.parse(readFileSync(lockPathFor(t), "utf8")).token).toBe("someone-else");
+  });
+});
+
+/**
+ * Runs `body` in a child process that has lock.ts as `L` and is killed after 20 s: a lock that is
+ * never given up, or a read that never ends, fails the test instead of hanging the suite.
+ */
+const CHILD_MS = 20_000;
+function inChild(body: string) {
+  return runInChild(`const L = await import(root + "/autotune/lock.ts"); ${body}`, {}, { timeoutMs: CHILD_MS });
+}
+/** The test's own timeout, past the child's bound, so a hang is reported by the child's kill. */
+const PAST_CHILD = CHILD_MS + 10_000;
+
+describe("a lock whose time proves nothing", () => {
+  // The holder is alive (our parent) and on this host, so only the age can break these locks.
+  const holder = () => `"pid": ${process.ppid}, "host": ${JSON.stringify(hostname())}, "token": "planted"`;
+  const cases: Array<[string, string]> = [
+    ["a createdAt an hour in the future", String(Date.now() + 3_600_000)],
+    ["a createdAt too large for a number", "1e400"],
+    ["a createdAt that is a string", '"yesterday"'],
+    ["a createdAt of null", "null"],
+  ];
+  for (const [what, createdAt] of cases) {
+    it(`takes over a lock with ${what} once it is older than staleMs, though its holder is alive`, () => {
+      const t = target();
+      writeFileSync(lockPathFor(t), `{${holder()}, "createdAt": ${createdAt}}`);
+      const result = inChild(`return L.withLock(${JSON.stringify(t)}, { timeoutMs: 10_000, staleMs: 300 }, () => "ran");`);
+      expect(result.value, describeChild(result)).toBe("ran");
+      expect(existsSync(lockPathFor(t))).toBe(false);
+    }, PAST_CHILD);
+  }
+
+  it("takes over a lock whose createdAt and mtime both lie in the future, staleMs after it first saw it", () => {
+    const t = target();
+    writeFileSync(lockPathFor(t), `{${holder()}, "createdAt": ${Date.now() + 3_600_000}}`);
+    const future = new Date(Date.now() + 3_600_000);
+    utimesSync(lockPathFor(t), future, future);
+    const result = inChild(`return L.withLock(${JSON.stringify(t)}, { timeoutMs: 10_000, staleMs: 300 }, () => "ran");`);
+    expect(result.value, describeChild(result)).toBe("ran");
+  }, PAST_CHILD);
+
+  it("still counts a lock from the future as held until staleMs has passed", () => {
+    const t = target();
+    plant(t, { createdAt: Date.now() + 3_600_000 });
+    const r = tryLock(t, { staleMs: 60_000 });
+    expect(r.ok === false && r.reason).toBe("held");
+    expect(JSON.parse(readFileSync(lockPathFor(t), "utf8")).token).toBe("planted");
   });
 });

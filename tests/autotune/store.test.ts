@@ -1,10 +1,12 @@
 import { describe, expect, it } from "bun:test";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { hostname } from "node:os";
 import { join } from "node:path";
 import { cacheDir, profilePath } from "../../autotune/cache_dir.ts";
 import { ProfileSchema, identityKey, makeProfile, type Profile } from "../../autotune/profile.ts";
 import { classifyBadJson, jsonPrefixState, readProfileFile, writeProfileFile } from "../../autotune/store.ts";
 import { fakeLayoutProfile, h100 } from "./fixtures/fake.ts";
+import { describeChild, runInChild } from "../helpers/run_in_child.ts";
 import { tempDirs } from "../helpers/temp_dirs.ts";
 
 const freshDir = tempDirs("mla-kv-store-");
@@ -198,6 +200,24 @@ describe("writeProfileFile", () => {
     expect(w.ok === false && w.reason).toBe("busy");
     expect(existsSync(p)).toBe(false);
   });
+
+  it("takes over, once older than its staleMs, a write lock whose createdAt lies in the future", () => {
+    const p = profilePath(freshDir(), me);
+    const future = { pid: process.ppid, host: hostname(), createdAt: Date.now() + 3_600_000, token: "t" };
+    writeFileSync(`${p}.lock`, JSON.stringify(future));
+    // In a child killed after 20 s: were the lock never judged stale, the write would wait forever.
+    const result = runInChild(`
+      const { writeProfileFile } = await import(root + "/autotune/store.ts");
+      const { makeProfile } = await import(root + "/autotune/profile.ts");
+      const { fakeLayoutProfile, h100 } = await import(root + "/tests/autotune/fixtures/fake.ts");
+      const w = writeProfileFile(${JSON.stringify(p)}, makeProfile(h100(), { ${JSON.stringify(K1)}: fakeLayoutProfile(1) }),
+        { lock: { timeoutMs: 10_000, staleMs: 300 } });
+      return w.ok ? "written" : w.reason + ": " + w.detail;
+    `, {}, { timeoutMs: 20_000 });
+    expect(result.value, describeChild(result)).toBe("written");
+    expect(readProfileFile(p, me).ok).toBe(true);
+    expect(existsSync(`${p}.lock`)).toBe(false);
+  }, 30_000);
 
   it("ends with one valid profile holding every layout when 8 processes tune different layouts at once", async () => {
     const dir = freshDir();

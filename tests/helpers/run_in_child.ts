@@ -3,7 +3,8 @@
  *
  * The library is loaded once per process and chosen from the environment at that moment, so a
  * test that needs another library (or none) must run in its own process. A child also turns a
- * native crash into a failed test with its stderr, instead of taking the whole test run down.
+ * native crash into a failed test with its stderr, instead of taking the whole test run down, and
+ * a hang (a blocking open, a lock never given up) into a failed test once its time is up.
  */
 import { PACKAGE_ROOT } from "../../ffi/find_library.ts";
 
@@ -25,6 +26,13 @@ export interface ChildResult {
   value?: unknown;
   /** The error the snippet threw, when it threw. */
   error?: ChildError;
+  /** True when the child was killed for running past its time bound. */
+  timedOut: boolean;
+}
+
+export interface ChildOptions {
+  /** The child is killed after this long (default 60 s); a test of a hang asks for less. */
+  timeoutMs?: number;
 }
 
 const MARKER = "@@MLA_KV_CHILD_RESULT@@";
@@ -37,7 +45,7 @@ const STEERING = ["MLA_KV_LIBRARY", "MLA_KV_TRACE", "MLA_KV_AUTOTUNE", "HOST_MLA
  * Runs `body` (the body of an async function; `m` is mod.ts, `root` the package root) in a new
  * process with `env` added to a clean environment, and returns what it returned or threw.
  */
-export function runInChild(body: string, env: Record<string, string> = {}): ChildResult {
+export function runInChild(body: string, env: Record<string, string> = {}, options: ChildOptions = {}): ChildResult {
   const script = `
 import * as m from ${JSON.stringify(`${PACKAGE_ROOT}/mod.ts`)};
 const root = ${JSON.stringify(PACKAGE_ROOT)};
@@ -59,6 +67,8 @@ try {
     env: childEnv,
     stdout: "pipe",
     stderr: "pipe",
+    timeout: options.timeoutMs ?? 60_000,
+    killSignal: "SIGKILL",
   });
   const stdout = proc.stdout.toString();
   const result: ChildResult = {
@@ -66,6 +76,7 @@ try {
     signal: proc.signalCode === null || proc.signalCode === undefined ? null : String(proc.signalCode),
     stdout,
     stderr: proc.stderr.toString(),
+    timedOut: proc.exitedDueToTimeout === true,
   };
   const line = stdout.split("\n").find((l) => l.startsWith(MARKER));
   if (line !== undefined) Object.assign(result, JSON.parse(line.slice(MARKER.length)));
@@ -74,5 +85,5 @@ try {
 
 /** A readable summary of a child run, for assertion messages. */
 export function describeChild(result: ChildResult): string {
-  return `exit ${result.exitCode} signal ${result.signal}\nstdout:\n${result.stdout}\nstderr:\n${result.stderr}`;
+  return `exit ${result.exitCode} signal ${result.signal}${result.timedOut ? " (killed: past its time bound)" : ""}\nstdout:\n${result.stdout}\nstderr:\n${result.stderr}`;
 }
