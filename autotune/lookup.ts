@@ -10,7 +10,7 @@ import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { cacheDir, profilePath, type Env } from "./cache_dir.ts";
-import { LockTimeoutError, withLock } from "./lock.ts";
+import { LockTimeoutError, LockUnusableError, withLock } from "./lock.ts";
 import {
   LayoutKeySchema,
   LayoutProfileSchema,
@@ -276,8 +276,12 @@ export class ProfileLookup {
       });
     } catch (e) {
       if (entered) throw e;
-      // Any other failure to lock (an unwritable lock file, say) is no reason not to tune.
-      if (!(e instanceof LockTimeoutError)) return run();
+      // Any other failure to lock (an unwritable lock file, say) is no reason not to tune; one
+      // that will fail every time (something that is not a lock file at its path) is said once.
+      if (!(e instanceof LockTimeoutError)) {
+        if (e instanceof LockUnusableError) this.#warnOnce(warn, `tune-lock:${lockTarget}`, `mla-kv: ${e.message}; tuning ${key} without it`);
+        return run();
+      }
       this.#gaveUp.add(lockTarget);
       // The lookup once more, never tuning: the holder may have saved its profile just as we gave
       // up, and a bundled profile for this layout, were there one, beats the built-in rule.

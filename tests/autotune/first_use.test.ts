@@ -79,3 +79,41 @@ describe.skipIf(!host)(`first use during a graph capture, against the host imple
     });
   });
 });
+
+describe.skipIf(!host)(`first use with a FIFO at the profile path, against the host implementation of the ABI${host ? "" : " (skipped: the C fixture did not build)"}`, () => {
+  // The first write reads the profile; an open of a FIFO for reading blocks until a writer comes,
+  // so the child is killed after 20 s if that happens. Tuning on: the tune is made to fail for
+  // want of memory (the fixture's allocation cap), so the write falls back to the built-in rule.
+  for (const autotune of ["0", "1"]) {
+    it(`writes the right bytes without blocking, with MLA_KV_AUTOTUNE=${autotune}, saying the profile is not a regular file`, () => {
+      const cacheDir = mkdtempSync(join(tmpdir(), "mla-kv-fifo-"));
+      const result = runInChild(`
+        const { gpuIdentity } = await import(root + "/autotune/identity.ts");
+        const { cacheDir, profilePath } = await import(root + "/autotune/cache_dir.ts");
+        const path = profilePath(cacheDir(process.env), gpuIdentity(0));
+        if (Bun.spawnSync(["mkfifo", path]).exitCode !== 0) throw new Error("mkfifo failed");
+        const n = 2, slots = [3, 9];
+        const nope = Uint16Array.from({ length: n * 512 }, (_, i) => (i * 40503 + 7) & 0xffff);
+        const rope = Uint16Array.from({ length: n * 64 }, (_, i) => (i * 2654435761 + 3) >>> 16);
+        using kv = m.fromHost(new Uint16Array(16 * 576).fill(0xa5a5), "bf16", [16, 576]);
+        using kNope = m.fromHost(nope, "bf16", [n, 512]);
+        using kRope = m.fromHost(rope, "bf16", [n, 64]);
+        using loc = m.fromHost(Int32Array.from(slots), "i32", [n]);
+        m.setMlaKvBuffer(kv, loc, kNope, kRope);
+        const want = new Uint16Array(16 * 576).fill(0xa5a5);
+        slots.forEach((s, i) => { want.set(nope.subarray(i * 512, i * 512 + 512), s * 576); want.set(rope.subarray(i * 64, i * 64 + 64), s * 576 + 512); });
+        const got = kv.download();
+        return got.filter((v, i) => v !== want[i]).length;
+      `, {
+        MLA_KV_LIBRARY: host!,
+        MLA_KV_CACHE_DIR: cacheDir,
+        MLA_KV_AUTOTUNE: autotune,
+        MLA_KV_QUIET: "0",
+        HOST_MLA_KV_MAX_ALLOC: String(64 * 2 ** 20),
+      }, { timeoutMs: 20_000 });
+      expect(result.value, describeChild(result)).toBe(0);
+      expect(result.stderr).toMatch(/profile .* is unreadable \(.* is a FIFO, not a regular file\); (ignoring it|re-tuning and replacing it)/);
+      if (autotune === "1") expect(result.stderr).toMatch(/tuning 1024\+128\/i32 on device 0 failed \(.*out of memory\); using the built-in rule/);
+    }, 30_000);
+  }
+});

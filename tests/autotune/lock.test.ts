@@ -1,9 +1,10 @@
 import { afterAll, describe, expect, it } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import { existsSync, lstatSync, mkdtempSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { LockTimeoutError, lockPathFor, pidAlive, tryLock, withLock, type LockInfo } from "../../autotune/lock.ts";
 import { describeChild, runInChild } from "../helpers/run_in_child.ts";
+import { SPECIAL_FILES } from "../helpers/special_files.ts";
 
 const root = mkdtempSync(join(tmpdir(), "mla-kv-lock-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -188,5 +189,52 @@ describe("a lock whose time proves nothing", () => {
     const r = tryLock(t, { staleMs: 60_000 });
     expect(r.ok === false && r.reason).toBe("held");
     expect(JSON.parse(readFileSync(lockPathFor(t), "utf8")).token).toBe("planted");
+  });
+});
+
+describe("a lock path that is not a regular file", () => {
+  for (const { what, make } of SPECIAL_FILES) {
+    it(`is reported unusable at once, never followed or read, when it is ${what}`, () => {
+      const t = target();
+      make(lockPathFor(t));
+      const kind = lstatSync(lockPathFor(t));
+      // A wait would run into the child's time bound, and a read of /dev/zero would never end.
+      const result = inChild(`
+        const t = ${JSON.stringify(t)};
+        const tried = L.tryLock(t, { staleMs: 1 });
+        let thrown;
+        try { L.withLock(t, { timeoutMs: 60_000, staleMs: 1 }, () => "ran"); } catch (e) { thrown = { name: e.name, message: e.message }; }
+        return { reason: tried.reason, detail: tried.detail, thrown };
+      `);
+      const value = result.value as { reason: string; detail: string; thrown: { name: string; message: string } };
+      expect(value, describeChild(result)).toBeDefined();
+      expect(value.reason).toBe("unusable");
+      expect(value.detail).toContain(`${lockPathFor(t)} is a`);
+      expect(value.detail).toContain("not a regular file");
+      expect(value.thrown.name).toBe("LockUnusableError");
+      expect(value.thrown.message).toContain("cannot serve as a lock");
+      // Left as it was: never broken, renamed or replaced.
+      const after = lstatSync(lockPathFor(t));
+      expect([after.ino, after.isSymbolicLink(), after.isFIFO(), after.isDirectory()]).toEqual([kind.ino, kind.isSymbolicLink(), kind.isFIFO(), kind.isDirectory()]);
+    }, PAST_CHILD);
+  }
+
+  it("is reported unusable when it is a dangling symlink", () => {
+    const t = target();
+    symlinkSync(join(root, "nowhere"), lockPathFor(t));
+    const r = tryLock(t, { staleMs: 1 });
+    expect(r.ok === false && r.reason).toBe("unusable");
+    expect(existsSync(join(root, "nowhere"))).toBe(false);
+  });
+
+  it("reads no more than the beginning of a huge lock file, which it judges by its mtime", () => {
+    const t = target();
+    writeFileSync(lockPathFor(t), `{"pid": ${process.ppid}, "token": "${"x".repeat(1 << 20)}"}`);
+    expect(tryLock(t, { staleMs: 60_000 }).ok).toBe(false);
+    const old = new Date(Date.now() - 120_000);
+    utimesSync(lockPathFor(t), old, old);
+    const r = tryLock(t, { staleMs: 60_000 });
+    expect(r.ok).toBe(true);
+    if (r.ok) r.lock.release();
   });
 });

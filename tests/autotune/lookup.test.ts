@@ -14,6 +14,8 @@ import {
 import { identityKey, makeProfile, type GpuIdentity, type LayoutProfile, type Profile } from "../../autotune/profile.ts";
 import { readProfileFile } from "../../autotune/store.ts";
 import { fakeLayoutProfile, h100 } from "./fixtures/fake.ts";
+import { describeChild, runInChild } from "../helpers/run_in_child.ts";
+import { SPECIAL_FILES } from "../helpers/special_files.ts";
 import { tempDirs } from "../helpers/temp_dirs.ts";
 
 const freshDir = tempDirs("mla-kv-lookup-");
@@ -159,8 +161,8 @@ describe("bad user profiles", () => {
   const good = () => JSON.stringify(profileWith({ [K2]: fakeLayoutProfile(2) }), null, 2);
   const cases: Array<[string, () => string, RegExp]> = [
     ["corrupt", () => "{{{{ not json", /is corrupt/],
-    ["truncated", () => good().slice(0, 500), /is truncated/],
-    ["empty", () => "", /is truncated \(empty file\)/],
+    ["cut-off", () => good().slice(0, 500), /is corrupt/],
+    ["empty", () => "", /is empty \(0 bytes\)/],
     ["schema-invalid", () => JSON.stringify({ ...JSON.parse(good()), layouts: { [K2]: { tuneMs: 1 } } }), /is invalid/],
     ["foreign-GPU", () => JSON.stringify(profileWith({ [K1]: fakeLayoutProfile(2) }, h100({ gpu: { name: "NVIDIA A100-SXM4-80GB", ccMajor: 8, smCount: 108 } }))), /for another setup \(GPU NVIDIA A100-SXM4-80GB ≠ NVIDIA H100/],
     ["other-driver", () => JSON.stringify(profileWith({ [K1]: fakeLayoutProfile(2) }, h100({ gpu: { driverVersion: 12080 } }))), /for another setup \(driver 12080 ≠ 13000\)/],
@@ -281,7 +283,7 @@ describe("bundled profiles", () => {
     expect(s.call(K1).source).toBe("tuned");
     expect(s.call(K2).source).toBe("tuned");
     expect(s.warnings).toHaveLength(1);
-    expect(s.warnings[0]).toMatch(/bundled profile .*broken\.json not used: truncated/);
+    expect(s.warnings[0]).toMatch(/bundled profile .*broken\.json not used: corrupt/);
   });
 });
 
@@ -393,6 +395,52 @@ describe("tuning across processes", () => {
     expect(s.call(K1, { tuneLock: { timeoutMs: 1, staleMs: 60_000 } }).source).toBe("tuned");
     expect(s.warnings).toEqual([]);
   });
+});
+
+describe("lock paths that are not regular files", () => {
+  // Each in a child killed after 20 s, as the process that meets them would hang if it waited on
+  // them or read them: tuning twice in it must not be slowed by the lock at all.
+  const tuneTwice = (cache: string, bundled: string) =>
+    runInChild(`
+      const { ProfileLookup } = await import(root + "/autotune/lookup.ts");
+      const { fakeLayoutProfile, h100 } = await import(root + "/tests/autotune/fixtures/fake.ts");
+      const warnings = [];
+      const lookup = new ProfileLookup({ bundledDir: ${JSON.stringify(bundled)} });
+      const ask = (key) => lookup.getOrTune({
+        identity: h100(), layoutKey: key, env: { MLA_KV_CACHE_DIR: ${JSON.stringify(cache)} },
+        warn: (line) => warnings.push(line), tune: () => fakeLayoutProfile(${TUNED_SCALE}),
+        tuneLock: { timeoutMs: 60_000, staleMs: 60_000 },
+      });
+      const sources = [${JSON.stringify(K1)}, ${JSON.stringify(K1)}].map((k) => ask(k).source);
+      return { sources, warnings };
+    `, {}, { timeoutMs: 20_000 });
+
+  for (const { what, make } of SPECIAL_FILES) {
+    it(`tunes without a tune lock that is ${what}, saying so once`, () => {
+      const s = setup();
+      const lock = lockPathFor(tuneLockTarget(s.path, K1));
+      make(lock);
+      const result = tuneTwice(s.cache, s.bundled);
+      const value = result.value as { sources: string[]; warnings: string[] };
+      expect(value, describeChild(result)).toBeDefined();
+      expect(value.sources).toEqual(["tuned", "memory"]);
+      expect(value.warnings).toHaveLength(1);
+      expect(value.warnings[0]).toStartWith(`mla-kv: ${lock} is `);
+      expect(value.warnings[0]).toEndWith(`cannot serve as a lock (remove it); tuning ${K1} without it`);
+      expect(readProfileFile(s.path, me).ok).toBe(true);
+    }, 30_000);
+
+    it(`keeps the tune in memory, saying so once, when the profile's write lock is ${what}`, () => {
+      const s = setup();
+      make(`${s.path}.lock`);
+      const result = tuneTwice(s.cache, s.bundled);
+      expect(result.value, describeChild(result)).toEqual({
+        sources: ["tuned", "memory"],
+        warnings: [expect.stringContaining("cannot serve as a lock (remove it)); keeping tuned configs in memory for this process")],
+      });
+      expect(existsSync(s.path)).toBe(false);
+    }, 30_000);
+  }
 });
 
 describe("MLA_KV_TUNE_WAIT_MS", () => {

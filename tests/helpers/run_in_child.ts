@@ -39,7 +39,7 @@ const MARKER = "@@MLA_KV_CHILD_RESULT@@";
 
 // The variables that steer library loading; children get none of them unless a test sets them,
 // so the developer's own environment cannot change a test's outcome.
-const STEERING = ["MLA_KV_LIBRARY", "MLA_KV_TRACE", "MLA_KV_AUTOTUNE", "HOST_MLA_KV_LOG", "HOST_MLA_KV_CC_MAJOR"];
+const STEERING = ["MLA_KV_LIBRARY", "MLA_KV_TRACE", "MLA_KV_AUTOTUNE", "HOST_MLA_KV_LOG", "HOST_MLA_KV_CC_MAJOR", "HOST_MLA_KV_MAX_ALLOC"];
 
 /**
  * Runs `body` (the body of an async function; `m` is mod.ts, `root` the package root) in a new
