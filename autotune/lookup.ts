@@ -9,7 +9,8 @@
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { cacheDir, profilePath, type Env } from "./cache_dir.ts";
+import { envFlag, envNumber, type Env, type Warn } from "../ffi/environment.ts";
+import { cacheDir, profilePath } from "./cache_dir.ts";
 import { LockTimeoutError, LockUnusableError, withLock } from "./lock.ts";
 import {
   LayoutKeySchema,
@@ -25,7 +26,7 @@ import { ensureDir, readProfileFile, writeProfileFile, type ReadResult } from ".
 
 export type LookupSource = "memory" | "user" | "bundled" | "none";
 
-export type Warn = (line: string) => void;
+export type { Warn };
 
 /** Measures one layout on the current GPU. Injected so tests can pass a fake measurement. */
 export type TuneFn = (identity: GpuIdentity, layoutKey: string) => LayoutProfile;
@@ -88,19 +89,21 @@ export const BUNDLED_PROFILES_DIR = fileURLToPath(new URL("./profiles/", import.
  */
 export const DEFAULT_TUNE_LOCK = { timeoutMs: 60_000, staleMs: 10 * 60_000 } as const;
 
-/** Overrides DEFAULT_TUNE_LOCK.timeoutMs: a positive whole number of milliseconds. */
+/**
+ * Overrides DEFAULT_TUNE_LOCK.timeoutMs: whole milliseconds up to a day; 0 does not wait at all
+ * (one try, which still takes over a lock whose holder died).
+ */
 export const TUNE_WAIT_ENV = "MLA_KV_TUNE_WAIT_MS";
+const TUNE_WAIT_RANGE = { min: 0, max: 86_400_000, default: DEFAULT_TUNE_LOCK.timeoutMs };
 
-/** MLA_KV_AUTOTUNE=0 (or false/off/no) turns tuning off; lookups still use stored profiles. */
-export function autotuneEnabled(env: Env): boolean {
-  const v = env.MLA_KV_AUTOTUNE?.trim().toLowerCase();
-  return !(v === "0" || v === "false" || v === "off" || v === "no");
+/** MLA_KV_AUTOTUNE off (0, false, no, off, empty) turns tuning off; lookups still use stored profiles. */
+export function autotuneEnabled(env: Env, warn?: Warn): boolean {
+  return envFlag("MLA_KV_AUTOTUNE", true, { env, warn });
 }
 
-/** MLA_KV_QUIET: anything but unset, empty, 0, false, off or no silences tuning lines and warnings. */
-export function quietRequested(env: Env): boolean {
-  const v = env.MLA_KV_QUIET?.trim().toLowerCase();
-  return v !== undefined && v !== "" && v !== "0" && v !== "false" && v !== "off" && v !== "no";
+/** MLA_KV_QUIET on (1, true, yes, on) silences tuning lines and profile warnings. */
+export function quietRequested(env: Env, warn?: Warn): boolean {
+  return envFlag("MLA_KV_QUIET", false, { env, warn });
 }
 
 const defaultWarn: Warn = (line) => console.warn(line);
@@ -139,7 +142,7 @@ export class ProfileLookup {
     const warn = opts.warn ?? defaultWarn;
     const key = checkedKey(opts.layoutKey);
     const canTune = opts.canTune ?? true;
-    const enabled = autotuneEnabled(env);
+    const enabled = autotuneEnabled(env, this.#onceVia(warn));
     const found = this.#lookup(opts.identity, key, env, warn, canTune && enabled);
     if (found.layout !== null) return found;
     if (!canTune) return { ...found, why: "cannot-tune" };
@@ -157,22 +160,17 @@ export class ProfileLookup {
   }
 
   #tuneWaitMs(env: Env, warn: Warn): number {
-    const raw = env[TUNE_WAIT_ENV];
-    if (raw === undefined || raw.trim() === "") return DEFAULT_TUNE_LOCK.timeoutMs;
-    const ms = /^\d+$/.test(raw.trim()) ? Number(raw.trim()) : Number.NaN;
-    if (Number.isSafeInteger(ms) && ms > 0) return ms;
-    this.#warnOnce(
-      warn,
-      `env:${TUNE_WAIT_ENV}:${raw}`,
-      `mla-kv: ${TUNE_WAIT_ENV}=${JSON.stringify(raw)} is not a positive whole number of milliseconds; ` +
-        `waiting up to ${seconds(DEFAULT_TUNE_LOCK.timeoutMs)} for another process's tune`,
-    );
-    return DEFAULT_TUNE_LOCK.timeoutMs;
+    return envNumber(TUNE_WAIT_ENV, TUNE_WAIT_RANGE, { env, warn: this.#onceVia(warn) });
+  }
+
+  /** `warn`, saying each line once per lookup (as the environment's warnings are). */
+  #onceVia(warn: Warn): Warn {
+    return (line) => this.#warnOnce(warn, `line:${line}`, line);
   }
 
   #lookup(identity: GpuIdentity, key: string, env: Env, warn: Warn, willTune: boolean): LookupResult {
     const id = identityKey(identity);
-    const path = profilePath(cacheDir(env), identity);
+    const path = profilePath(cacheDir(env, undefined, this.#onceVia(warn)), identity);
 
     const remembered = this.#memory.get(id)?.get(key);
     if (remembered !== undefined) return { source: "memory", layout: remembered, path };
@@ -229,7 +227,7 @@ export class ProfileLookup {
     tune: TuneFn,
     lockOpts: { timeoutMs: number; staleMs: number },
   ): GetOrTuneResult {
-    const dir = cacheDir(env);
+    const dir = cacheDir(env, undefined, this.#onceVia(warn));
     const path = profilePath(dir, identity);
     const id = identityKey(identity);
 

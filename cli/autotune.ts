@@ -70,7 +70,7 @@ export function runAutotune(argv: readonly string[], deps: AutotuneDeps): number
     deps.stdout.write(HELP);
     return 0;
   }
-  const quiet = opts.quiet || quietRequested(deps.env ?? process.env);
+  const quiet = opts.quiet || quietRequested(deps.env ?? process.env, (line) => err.write(`${line}\n`));
   const note = (line: string) => {
     if (!quiet) err.write(`autotune: ${line}\n`);
   };
@@ -236,7 +236,8 @@ export function main(argv: readonly string[]): number {
   }
   // Help and bad flags need no GPU, and must not wait for one.
   const gpu = parsed === null || parsed.help ? noGpu("not needed") : createGpuDeps();
-  const quiet = parsed?.quiet === true || quietRequested(env);
+  // Silent here: runAutotune reads it again and says what is wrong with it.
+  const quiet = parsed?.quiet === true || quietRequested(env, () => {});
   const store = userProfileStore(env, (line) => {
     if (!quiet) stderr.write(`${line}\n`);
   });

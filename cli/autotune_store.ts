@@ -35,7 +35,7 @@ export function userProfileStore(
   warn: (line: string) => void = (l) => console.warn(l),
   lookup: ProfileLookup = new ProfileLookup(),
 ): ProfileStore {
-  const fileFor = (identity: GpuIdentity) => profilePath(cacheDir(env), identity);
+  const fileFor = (identity: GpuIdentity) => profilePath(cacheDir(env, undefined, warn), identity);
   return {
     existing(identity, key) {
       return lookup.lookup({ identity, layoutKey: key, env, warn }).layout;

@@ -123,9 +123,15 @@ describe("lookup order", () => {
     expect(readFileSync(s.path, "utf8")).toBe(before);
   });
 
-  it("reads MLA_KV_AUTOTUNE as on unless it says 0, false, off or no", () => {
-    expect([undefined, "", "1", "yes"].map((v) => autotuneEnabled({ MLA_KV_AUTOTUNE: v }))).toEqual([true, true, true, true]);
-    expect(["0", "false", "OFF", " no "].map((v) => autotuneEnabled({ MLA_KV_AUTOTUNE: v }))).toEqual([false, false, false, false]);
+  it("reads MLA_KV_AUTOTUNE as a switch that is on when unset, and on, with a warning, when it is no switch", () => {
+    const warnings: string[] = [];
+    const read = (v: string | undefined) => autotuneEnabled({ MLA_KV_AUTOTUNE: v }, (l) => warnings.push(l));
+    expect([undefined, "1", "yes", " ON "].map(read)).toEqual([true, true, true, true]);
+    expect(["", "0", "false", "OFF", " no "].map(read)).toEqual([false, false, false, false, false]);
+    expect(warnings).toEqual([]);
+    expect(read("sometimes")).toBe(true);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toStartWith('mla-kv: MLA_KV_AUTOTUNE="sometimes" is neither on');
   });
 
   it("never tunes, locks or writes while canTune is false", () => {
@@ -240,6 +246,19 @@ describe("unwritable cache dir", () => {
       expect(readFileSync(file, "utf8")).toBe("a regular file");
     });
   }
+});
+
+describe("a relative MLA_KV_CACHE_DIR", () => {
+  it("is refused with one warning, and profiles go to the default dir instead", () => {
+    const home = freshDir();
+    const s = setup({ env: { MLA_KV_CACHE_DIR: "relative-cache", HOME: home } });
+    expect(s.call(K1)).toMatchObject({ source: "tuned", persisted: true });
+    expect(s.call(K2).source).toBe("tuned");
+    expect(s.warnings).toEqual([
+      `mla-kv: MLA_KV_CACHE_DIR="relative-cache" is a relative path; using ${join(home, ".cache", "mla-kv")} (give an absolute path)`,
+    ]);
+    expect(readProfileFile(profilePath(join(home, ".cache", "mla-kv"), me), me).ok).toBe(true);
+  });
 });
 
 describe("bundled profiles", () => {
@@ -462,17 +481,37 @@ describe("MLA_KV_TUNE_WAIT_MS", () => {
     expect(s.warnings[0]).toContain("for more than 0.02 s;");
   });
 
-  for (const bad of ["soon", "0", "-5", "1.5", "1e3", "99999999999999999999"]) {
+  for (const [bad, why] of [["soon", "is not a whole number"], ["-5", "is out of range"], ["1.5", "is not a whole number"], ["1e12", "is out of range"]]) {
     it(`warns once about ${JSON.stringify(bad)} and waits the default instead`, () => {
-      const s = setup({ env: { MLA_KV_TUNE_WAIT_MS: bad } });
+      const s = setup({ env: { MLA_KV_TUNE_WAIT_MS: bad! } });
       expect(s.call(K1).source).toBe("tuned");
       expect(s.call(K2).source).toBe("tuned");
       expect(s.warnings).toEqual([
-        `mla-kv: MLA_KV_TUNE_WAIT_MS=${JSON.stringify(bad)} is not a positive whole number of milliseconds; ` +
-          `waiting up to ${DEFAULT_TUNE_LOCK.timeoutMs / 1000} s for another process's tune`,
+        `mla-kv: MLA_KV_TUNE_WAIT_MS=${JSON.stringify(bad)} ${why}; expected a whole number from 0 to 86400000; using the default, ${DEFAULT_TUNE_LOCK.timeoutMs}`,
       ]);
     });
   }
+
+  it("does not wait at all for another process's tune when it is 0", () => {
+    const s = setup();
+    plantLiveHolder(lockPathFor(tuneLockTarget(s.path, K1)));
+    // In a child killed after 20 s: waiting the default minute would run past it.
+    const result = runInChild(`
+      const { ProfileLookup } = await import(root + "/autotune/lookup.ts");
+      const { fakeLayoutProfile, h100 } = await import(root + "/tests/autotune/fixtures/fake.ts");
+      const warnings = [];
+      const r = new ProfileLookup({ bundledDir: ${JSON.stringify(s.bundled)} }).getOrTune({
+        identity: h100(), layoutKey: ${JSON.stringify(K1)}, warn: (l) => warnings.push(l), tune: () => fakeLayoutProfile(1),
+        env: { MLA_KV_CACHE_DIR: ${JSON.stringify(s.cache)}, MLA_KV_TUNE_WAIT_MS: "0" },
+      });
+      return { source: r.source, why: r.why, warnings };
+    `, {}, { timeoutMs: 20_000 });
+    expect(result.value, describeChild(result)).toEqual({
+      source: "none",
+      why: "tune-lock-timeout",
+      warnings: [expect.stringContaining("tuning 1024+128/i64 for more than 0 s; using the built-in rule")],
+    });
+  }, 30_000);
 
   it("waits no longer than a minute by default, and judges a lock stale only well after that", () => {
     expect(DEFAULT_TUNE_LOCK.timeoutMs).toBeLessThanOrEqual(60_000);

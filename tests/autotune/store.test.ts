@@ -1,7 +1,7 @@
 import { describe, expect, it } from "bun:test";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
-import { join } from "node:path";
+import { isAbsolute, join } from "node:path";
 import { cacheDir, profilePath } from "../../autotune/cache_dir.ts";
 import { ProfileSchema, identityKey, makeProfile, type Profile } from "../../autotune/profile.ts";
 import { readProfileFile, writeProfileFile } from "../../autotune/store.ts";
@@ -40,6 +40,24 @@ describe("cacheDir", () => {
     expect(cacheDir({ MLA_KV_CACHE_DIR: "", XDG_CACHE_HOME: "", HOME: "/h" }, home)).toBe("/h/.cache/mla-kv");
     expect(cacheDir({ XDG_CACHE_HOME: "rel/cache", HOME: "/h" }, home)).toBe("/h/.cache/mla-kv");
     expect(cacheDir({ MLA_KV_CACHE_DIR: "~/mk", HOME: "/h" }, home)).toBe("/h/mk");
+  });
+
+  it("refuses a relative MLA_KV_CACHE_DIR with one warning, and uses the default dir", () => {
+    const home = () => "/nowhere";
+    const lines: string[] = [];
+    const warn = (line: string) => void lines.push(line);
+    expect(cacheDir({ MLA_KV_CACHE_DIR: "rel/cache", HOME: "/h" }, home, warn)).toBe("/h/.cache/mla-kv");
+    expect(cacheDir({ MLA_KV_CACHE_DIR: "rel/cache", HOME: "/h" }, home, warn)).toBe("/h/.cache/mla-kv");
+    expect(cacheDir({ MLA_KV_CACHE_DIR: "./c", XDG_CACHE_HOME: "/x" }, home, warn)).toBe("/x/mla-kv");
+    expect(lines).toEqual([
+      'mla-kv: MLA_KV_CACHE_DIR="rel/cache" is a relative path; using /h/.cache/mla-kv (give an absolute path)',
+      'mla-kv: MLA_KV_CACHE_DIR="./c" is a relative path; using /x/mla-kv (give an absolute path)',
+    ]);
+  });
+
+  it("is absolute even when HOME is relative", () => {
+    expect(isAbsolute(cacheDir({ HOME: "." }, () => "."))).toBe(true);
+    expect(isAbsolute(cacheDir({ MLA_KV_CACHE_DIR: "~/p", HOME: "rel" }, () => "rel"))).toBe(true);
   });
 
   it("names one file per identity key", () => {

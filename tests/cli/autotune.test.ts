@@ -445,6 +445,14 @@ describe("progress", () => {
     expect(env.run()).toBe(0);
     expect(env.stderr.text).toBe("");
   });
+
+  it("stays on, with one warning, for an MLA_KV_QUIET that is no switch", () => {
+    const f = fake({ env: { MLA_KV_QUIET: "loud" } });
+    expect(f.run("--layout", "bf16:512+64", "--loc", "i64")).toBe(0);
+    const lines = f.stderr.text.trimEnd().split("\n");
+    expect(lines[0]).toBe('mla-kv: MLA_KV_QUIET="loud" is neither on (1, true, yes, on) nor off (0, false, no, off or empty); using the default, off');
+    expect(lines.slice(1).map((l) => /^autotune: (\d+)% \(/.exec(l)?.[1])).toEqual(["25", "50", "75", "100"]);
+  });
 });
 
 describe("a run on the user profile store", () => {
