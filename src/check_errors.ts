@@ -11,6 +11,7 @@
 import { check, native } from "../ffi/native.ts";
 import { MLA_KV_ERR_OUT_OF_RANGE_LOC } from "../ffi/abi.ts";
 import { MlaKvError } from "../ffi/errors.ts";
+import { refuseDuringCapture } from "./capture.ts";
 import { validateDevice } from "./validate.ts";
 
 /** The message for `count` skipped rows, the first of which was at row index `firstIndex`. */
@@ -37,6 +38,7 @@ export function outOfRangeMessage(count: number, firstIndex: number, device = 0)
  */
 export function checkErrors(device = 0): void {
   validateDevice(device, "device");
+  refuseDuringCapture("checkErrors()", "it waits for the GPU, whose work is only being recorded");
   const count = new BigInt64Array(1);
   const firstIndex = new BigInt64Array(1);
   const status = native().mla_kv_check_errors(device, 0, count, firstIndex);

@@ -11,6 +11,7 @@ import { dispatch, ROWS_PER_WARP, WARPS, type LaunchConfig, type Path, type Rows
 import { tableFor } from "./dispatch_tables.ts";
 import { describeValue, invalidArgument, MlaKvError } from "../ffi/errors.ts";
 import { planSetMlaKvBuffer, REQUESTED_FORMATS, tmaMisalignments, type PlanOptions, type RequestedFormat, type SetMlaKvBufferPlan } from "./layout.ts";
+import { captureInProgress, recordCapturedUses } from "./capture.ts";
 import { Stream, streamHandleFor } from "./stream.ts";
 import type { DeviceTensor } from "./tensor.ts";
 import { validateDevice } from "./validate.ts";
@@ -265,6 +266,8 @@ export function setMlaKvBuffer(
   requireSupportedArchitecture(plan.device);
   const path = MLA_KV_PATH_CODES[config.path];
   const flags = (opts.pdl ?? writeDefaults().pdl) ? MLA_KV_FLAG_PDL : 0;
+  // A graph being captured replays these addresses: it keeps their memory alive until destroyed.
+  if (captureInProgress()) recordCapturedUses(plan.device, stream, [kvBuffer, loc, kNope, kRope]);
   if (isQuantized(plan.format)) {
     const status = native().mla_kv_set_kv_buffer_quantized(
       plan.device,

@@ -6,6 +6,7 @@
  */
 
 import { check, native } from "../ffi/native.ts";
+import { beginCapture, endCapture, refuseDuringCapture, releaseAll, type GraphHold } from "./capture.ts";
 import { checkErrors } from "./check_errors.ts";
 import { describeValue, invalidArgument, MlaKvError } from "../ffi/errors.ts";
 import { validateDevice } from "./validate.ts";
@@ -22,14 +23,8 @@ function validateCallback(fn: unknown, argument: string): asserts fn is () => un
   if (typeof fn !== "function") throw invalidArgument(argument, `expected a function, got ${describeValue(fn)}`);
 }
 
-// Captures begun through Stream.capture that have not ended yet. While one is open, this thread
-// must not synchronise or allocate (the capture mode is thread-local), so first-use tuning waits.
-let openCaptures = 0;
-
-/** True while a {@link Stream.capture} is in progress on this thread. */
-export function captureInProgress(): boolean {
-  return openCaptures > 0;
-}
+/** True while a {@link Stream.capture} is in progress on this thread (first-use tuning waits then). */
+export { captureInProgress } from "./capture.ts";
 
 /**
  * A CUDA stream on one device. Work issued on one stream runs in order; mla-kv never
@@ -89,6 +84,7 @@ export class Stream {
    */
   synchronize(): void {
     const handle = this.handle;
+    refuseDuringCapture("Stream.synchronize()", "waiting would invalidate the capture");
     if (this.isCapturing()) {
       throw new MlaKvError("CAPTURE", "Stream.synchronize() cannot run while the stream is being captured; synchronize after capture() returns", "stream");
     }
@@ -107,6 +103,11 @@ export class Stream {
    * Records everything `fn` issues on this stream into a graph and returns it, instantiated and
    * ready to {@link Graph.replay}. Nothing runs during capture. `fn` must be synchronous: the
    * capture ends when it returns, so work after an `await` would fall outside the graph.
+   *
+   * The graph keeps the device memory of the tensors its writes use alive until it is destroyed:
+   * `free()` of such a tensor meanwhile only marks it disposed, and the memory is freed when the
+   * last graph holding it is destroyed. Inside `fn`, calls that allocate, free, copy to or from the
+   * host or wait for the GPU throw `CAPTURE`.
    *
    * @throws {MlaKvError} `CAPTURE` for the default stream or an async `fn`; whatever `fn` throws
    * is rethrown after the capture is ended and discarded.
@@ -128,31 +129,42 @@ export class Stream {
     const symbols = native();
     check(symbols.mla_kv_stream_begin_capture(this.device, handle), "mla_kv_stream_begin_capture");
     let result: unknown;
-    openCaptures++;
+    const capture = beginCapture(this.device, handle);
     try {
       result = fn();
     } catch (error) {
-      this.#abandonCapture(handle);
+      this.#abandonCapture(handle, capture.held);
       throw error;
     } finally {
-      openCaptures--;
+      endCapture(capture);
     }
     if (isThenable(result)) {
-      this.#abandonCapture(handle);
+      this.#abandonCapture(handle, capture.held);
       throw new MlaKvError("CAPTURE", "capture() needs a synchronous function: the capture ends when fn returns, so work after an await would not be recorded", "fn");
     }
     const out = new BigUint64Array(1);
-    check(symbols.mla_kv_stream_end_capture(this.device, handle, out), "mla_kv_stream_end_capture");
-    return new Graph(this.device, readHandle(out));
+    try {
+      check(symbols.mla_kv_stream_end_capture(this.device, handle, out), "mla_kv_stream_end_capture");
+    } catch (error) {
+      releaseAll(capture.held);
+      throw error;
+    }
+    return new Graph(this.device, readHandle(out), [...capture.held]);
   }
 
-  // Ends a capture whose body failed, so the stream is usable again. Its own failures are
-  // swallowed on purpose: the error from the body is the one the caller needs to see.
-  #abandonCapture(handle: number): void {
+  // Ends a capture whose body failed, so the stream is usable again, and lets go of the memory
+  // its writes held. Its own failures are swallowed on purpose: the error from the body is the
+  // one the caller needs to see.
+  #abandonCapture(handle: number, held: Iterable<GraphHold>): void {
     const symbols = native();
     const out = new BigUint64Array(1);
     if (symbols.mla_kv_stream_end_capture(this.device, handle, out) === 0 && out[0] !== 0n) {
       symbols.mla_kv_graph_destroy(this.device, readHandle(out));
+    }
+    try {
+      releaseAll(held);
+    } catch {
+      // the body's error wins
     }
   }
 
@@ -180,17 +192,22 @@ export function streamHandleFor(stream: Stream | undefined, device: number, argu
   return stream.handle;
 }
 
-/** An instantiated CUDA graph from {@link Stream.capture}. */
+/**
+ * An instantiated CUDA graph from {@link Stream.capture}. Until it is destroyed it keeps alive the
+ * device memory of the tensors its writes use (see {@link Stream.capture}).
+ */
 export class Graph {
   /** The device the graph runs on. */
   readonly device: number;
   readonly #handle: number;
+  readonly #held: readonly GraphHold[];
   #destroyed = false;
 
   /** @internal Graphs come from {@link Stream.capture}. */
-  constructor(device: number, handle: number) {
+  constructor(device: number, handle: number, held: readonly GraphHold[] = []) {
     this.device = device;
     this.#handle = handle;
+    this.#held = held;
   }
 
   /** The raw `cudaGraphExec_t` as a number. */
@@ -206,11 +223,15 @@ export class Graph {
     check(native().mla_kv_graph_launch(this.device, handle, streamHandle), "mla_kv_graph_launch");
   }
 
-  /** Frees the graph (no-op when already destroyed). */
+  /**
+   * Frees the graph (no-op when already destroyed), then lets go of the memory it kept alive: a
+   * tensor freed while this graph held it is freed now, if no other graph holds it.
+   */
   destroy(): void {
     if (this.#destroyed) return;
     check(native().mla_kv_graph_destroy(this.device, this.#handle), "mla_kv_graph_destroy");
     this.#destroyed = true;
+    releaseAll(this.#held);
   }
 
   [Symbol.dispose](): void {
@@ -252,6 +273,7 @@ export class Event {
   /** Waits for this event, then returns the milliseconds since `start` was reached. */
   elapsedSince(start: Event): number {
     if (!(start instanceof Event)) throw invalidArgument("start", `expected an Event, got ${describeValue(start)}`);
+    refuseDuringCapture("Event.elapsedSince()", "it waits for the event");
     const out = new Float32Array(1);
     check(native().mla_kv_event_elapsed_ms(this.device, start.handle, this.handle, out), "mla_kv_event_elapsed_ms");
     return out[0]!;

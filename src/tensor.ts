@@ -9,6 +9,7 @@
  */
 
 import { check, native } from "../ffi/native.ts";
+import { refuseDuringCapture, type CapturedUse, type GraphHold } from "./capture.ts";
 import { checkErrors } from "./check_errors.ts";
 import { DTYPES, type DType, type HostArrayOf } from "./dtypes.ts";
 import { describeValue, invalidArgument, MlaKvError } from "../ffi/errors.ts";
@@ -36,10 +37,44 @@ export interface AllocOptions {
   device?: number;
 }
 
-// Shared by a tensor and every view of it, so that freeing the owner marks all views as
-// disposed: a view must not outlive the memory it points into.
-interface Allocation {
-  freed: boolean;
+/**
+ * @internal One device allocation, shared by a tensor and every view of it, so that freeing the
+ * owner marks all views as disposed: a view must not outlive the memory it points into. Graphs
+ * that captured writes using it hold it; its memory goes back when it was freed and none does.
+ */
+export class Allocation implements GraphHold {
+  /** The owner's free() ran: the memory is no longer the caller's to use. */
+  freed = false;
+  #graphs = 0;
+  #returned = false;
+
+  /** `owned`: mla-kv allocated it (allocTensor, fromHost) and frees it; else someone else owns it. */
+  constructor(
+    readonly device: number,
+    readonly ptr: number,
+    readonly owned: boolean,
+  ) {}
+
+  /** The owner's free(): the memory goes back now, or when the last graph holding it is destroyed. */
+  free(): void {
+    if (this.owned && this.#graphs === 0) this.#giveBack();
+    this.freed = true;
+  }
+
+  hold(): void {
+    this.#graphs++;
+  }
+
+  release(): void {
+    this.#graphs--;
+    if (this.#graphs === 0 && this.freed && this.owned) this.#giveBack();
+  }
+
+  #giveBack(): void {
+    if (this.#returned) return;
+    check(native().mla_kv_free(this.device, this.ptr), "mla_kv_free");
+    this.#returned = true;
+  }
 }
 
 /** @internal The fields a DeviceTensor is built from; use the factories instead. */
@@ -60,7 +95,7 @@ export interface DeviceTensorInit<D extends DType> {
  * {@link DeviceTensor.free} or a `using` declaration; device memory is not garbage-collected,
  * because freeing it at an unpredictable moment could race with kernels still using it.
  */
-export class DeviceTensor<D extends DType = DType> {
+export class DeviceTensor<D extends DType = DType> implements CapturedUse {
   /** CUDA device index. */
   readonly device: number;
   /** Element type. */
@@ -120,6 +155,7 @@ export class DeviceTensor<D extends DType = DType> {
    */
   upload(host: HostArrayOf[D], options?: CopyOptions): void {
     const ptr = this.ptr;
+    refuseDuringCapture("DeviceTensor.upload()", "a copy from host memory cannot be recorded into a graph");
     const opts = validateOptionKeys(options, "options", ["stream"]);
     this.#assertContiguous("upload");
     const HostArray = DTYPES[this.dtype].HostArray;
@@ -144,6 +180,7 @@ export class DeviceTensor<D extends DType = DType> {
    */
   download(options?: CopyOptions): HostArrayOf[D] {
     const ptr = this.ptr;
+    refuseDuringCapture("DeviceTensor.download()", "it waits for the GPU, whose work is only being recorded");
     const opts = validateOptionKeys(options, "options", ["stream"]);
     this.#assertContiguous("download");
     const stream = streamHandleFor(opts?.stream as Stream | undefined, this.device, "options.stream");
@@ -196,7 +233,11 @@ export class DeviceTensor<D extends DType = DType> {
 
   /**
    * Frees the device memory of an owned tensor (its views become disposed too); for views and
-   * wrapped pointers only marks this object disposed. Safe to call twice.
+   * wrapped pointers only marks this object disposed. Safe to call twice. While a graph that
+   * captured a write using the memory lives, the memory itself is freed only when the last such
+   * graph is destroyed (so a replay never touches freed memory); the tensor is disposed at once.
+   *
+   * @throws {MlaKvError} `CAPTURE` while a stream is being captured.
    */
   free(): void {
     if (this.disposed) {
@@ -204,10 +245,15 @@ export class DeviceTensor<D extends DType = DType> {
       return;
     }
     if (this.owned) {
-      check(native().mla_kv_free(this.device, this.#ptr), "mla_kv_free");
-      this.#allocation.freed = true;
+      refuseDuringCapture("DeviceTensor.free()", "the graph being recorded may use the memory");
+      this.#allocation.free();
     }
     this.#disposed = true;
+  }
+
+  /** @internal What a graph that captures a write using this tensor keeps alive (its owner's memory). */
+  graphHold(): GraphHold | null {
+    return this.#allocation.owned ? this.#allocation : null;
   }
 
   [Symbol.dispose](): void {
@@ -238,6 +284,7 @@ export class DeviceTensor<D extends DType = DType> {
 /** Allocates an uninitialised contiguous tensor on `options.device` (default 0). */
 export function allocTensor<D extends DType>(dtype: D, shape: readonly number[], options?: AllocOptions): DeviceTensor<D> {
   validateDType(dtype, "dtype");
+  refuseDuringCapture("allocTensor()", "allocating device memory would invalidate the capture");
   // Zero-sized allocations are refused: CUDA may return NULL for them, and a NULL tensor is
   // indistinguishable from a bug downstream.
   const dims = validateShape(shape, "shape", false);
@@ -247,14 +294,15 @@ export function allocTensor<D extends DType>(dtype: D, shape: readonly number[],
   if (!Number.isSafeInteger(bytes)) throw invalidArgument("shape", `expected at most 2^53 - 1 bytes, got [${dims.join(", ")}] of ${dtype}`);
   const out = new BigUint64Array(1);
   check(native().mla_kv_malloc(device, bytes, out), "mla_kv_malloc");
+  const ptr = Number(out[0]);
   return new DeviceTensor({
     device,
-    ptr: Number(out[0]),
+    ptr,
     dtype,
     shape: dims,
     strides: Object.freeze(contiguousStrides(dims)),
     owned: true,
-    allocation: { freed: false },
+    allocation: new Allocation(device, ptr, true),
   });
 }
 
@@ -330,5 +378,5 @@ export function wrapDevicePointer<D extends DType>(init: WrapDevicePointerInit<D
       throw invalidArgument("shape", `expected a tensor within the ${bytes}-byte allocation at 0x${ptr.toString(16)}, but shape [${shape.join(", ")}] with strides [${strides.join(", ")}] of ${dtype} reaches ${span} bytes`);
     }
   }
-  return new DeviceTensor({ device, ptr, dtype, shape, strides, owned: false, allocation: { freed: false } });
+  return new DeviceTensor({ device, ptr, dtype, shape, strides, owned: false, allocation: new Allocation(device, ptr, false) });
 }
