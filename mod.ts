@@ -38,8 +38,10 @@ export type { QuantizedFormat, SourceDtype, WriteFormat } from "./src/write_form
 /** The formats a caller may ask for in `options.format`. */
 export type { RequestedFormat } from "./src/layout.ts";
 
-/** Synchronises a device and throws `OUT_OF_RANGE_LOC` if earlier writes skipped rows. */
+/** Waits for a stream and throws `OUT_OF_RANGE_LOC` if earlier writes on it skipped rows. */
 export { checkErrors } from "./src/check_errors.ts";
+/** Which stream {@link checkErrors} checks. */
+export type { CheckErrorsOptions } from "./src/check_errors.ts";
 
 /** A tensor in GPU memory (metadata plus a device address), and its factories. */
 export { DeviceTensor, allocTensor, fromHost, wrapDevicePointer } from "./src/tensor.ts";

@@ -228,10 +228,11 @@ function runCase(index: number): CaseResult {
     }
     refused = true;
   }
-  // checkErrors synchronises the device, so the write has finished before anything is read back.
+  // checkErrors waits for the stream the write ran on, so it has finished before anything is read
+  // back, and reads that stream's count of skipped rows.
   let reported = 0;
   try {
-    checkErrors(0);
+    checkErrors({ stream });
   } catch (error) {
     if (!(error instanceof MlaKvError && error.code === "OUT_OF_RANGE_LOC")) throw error;
     reported = Number(/(\d+) row\(s\)/.exec(error.message)?.[1] ?? -1);

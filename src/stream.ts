@@ -7,9 +7,9 @@
 
 import { check, native } from "../ffi/native.ts";
 import { beginCapture, endCapture, refuseDuringCapture, releaseAll, type GraphHold } from "./capture.ts";
-import { checkErrors } from "./check_errors.ts";
+import { checkStreamErrors } from "./error_slots.ts";
 import { describeValue, invalidArgument, MlaKvError } from "../ffi/errors.ts";
-import { validateDevice } from "./validate.ts";
+import { validateDevice, validateOptionKeys, validatePointer } from "./validate.ts";
 
 function readHandle(out: BigUint64Array): number {
   return Number(out[0]);
@@ -34,20 +34,39 @@ export { captureInProgress } from "./capture.ts";
 export class Stream {
   /** The device the stream belongs to. */
   readonly device: number;
+  /** True when {@link Stream.destroy} destroys the CUDA stream: one made by {@link Stream.create}. */
+  readonly owned: boolean;
   readonly #handle: number;
   #destroyed = false;
 
-  private constructor(device: number, handle: number) {
+  private constructor(device: number, handle: number, owned: boolean) {
     this.device = device;
     this.#handle = handle;
+    this.owned = owned;
   }
 
-  /** Creates a new stream on `device`. Destroy it with {@link Stream.destroy} (or `using`). */
-  static create(device = 0): Stream {
-    validateDevice(device, "device");
+  /** Creates a new stream on `device` (default 0). Destroy it with {@link Stream.destroy} (or `using`). */
+  static create(device?: number): Stream {
+    const index = device === undefined ? 0 : validateDevice(device, "device");
     const out = new BigUint64Array(1);
-    check(native().mla_kv_stream_create(device, out), "mla_kv_stream_create", "device");
-    return new Stream(device, readHandle(out));
+    // An index the caller passed is to blame when there is no such device; none passed, none is.
+    check(native().mla_kv_stream_create(index, out), "mla_kv_stream_create", device === undefined ? undefined : "device");
+    return new Stream(index, readHandle(out), true);
+  }
+
+  /**
+   * A stream someone else made (another library's `cudaStream_t`, as a number or bigint) on
+   * `options.device` (default 0), for writes and checks. mla-kv never destroys it: its
+   * {@link Stream.destroy} only frees the error slot the library keeps for it, and must be called
+   * before the owner destroys the stream.
+   */
+  static wrap(handle: number | bigint, options?: { device?: number }): Stream {
+    const opts = validateOptionKeys(options, "options", ["device"]);
+    const device = validateDevice(opts?.device ?? 0, "options.device");
+    if (handle === 0 || handle === 0n) {
+      throw invalidArgument("handle", "expected a stream another library created; the legacy default stream is Stream.default()");
+    }
+    return new Stream(device, validatePointer(handle, "handle", "cudaStream_t"), false);
   }
 
   /**
@@ -56,7 +75,7 @@ export class Stream {
    */
   static default(device = 0): Stream {
     validateDevice(device, "device");
-    return new Stream(device, 0);
+    return new Stream(device, 0, false);
   }
 
   /** The raw `cudaStream_t` as a number (0 for the default stream). */
@@ -76,11 +95,11 @@ export class Stream {
   }
 
   /**
-   * Waits for all work on this stream, then reports rows that writes skipped because of an
-   * out-of-range loc (see {@link checkErrors}).
+   * Waits for the work on this stream only, then reports rows that writes on it skipped because
+   * of an out-of-range loc (see {@link checkErrors}); other streams' reports stay theirs.
    *
-   * @throws {MlaKvError} `CAPTURE` while the stream is being captured (waiting would invalidate
-   * the capture); `OUT_OF_RANGE_LOC` when earlier writes skipped rows.
+   * @throws {MlaKvError} `CAPTURE` while a stream is being captured (waiting would invalidate
+   * the capture); `OUT_OF_RANGE_LOC` when earlier writes on this stream skipped rows.
    */
   synchronize(): void {
     const handle = this.handle;
@@ -88,8 +107,7 @@ export class Stream {
     if (this.isCapturing()) {
       throw new MlaKvError("CAPTURE", "Stream.synchronize() cannot run while the stream is being captured; synchronize after capture() returns", "stream");
     }
-    check(native().mla_kv_stream_synchronize(this.device, handle), "mla_kv_stream_synchronize");
-    checkErrors(this.device);
+    checkStreamErrors(this.device, handle);
   }
 
   /** True while this stream is being captured into a graph. */
@@ -168,10 +186,14 @@ export class Stream {
     }
   }
 
-  /** Destroys the stream (no-op for the default stream, and when already destroyed). */
+  /**
+   * Destroys the stream (no-op for the default stream, and when already destroyed). A wrapped
+   * stream is not destroyed: only the library's error slot for it is freed.
+   */
   destroy(): void {
     if (this.#destroyed || this.#handle === 0) return;
-    check(native().mla_kv_stream_destroy(this.device, this.#handle), "mla_kv_stream_destroy");
+    if (this.owned) check(native().mla_kv_stream_destroy(this.device, this.#handle), "mla_kv_stream_destroy");
+    else check(native().mla_kv_stream_release(this.device, this.#handle), "mla_kv_stream_release");
     this.#destroyed = true;
   }
 
@@ -244,18 +266,20 @@ export class Event {
   readonly device: number;
   readonly #handle: number;
   #destroyed = false;
+  // CUDA reports timing of an event never recorded as an opaque failure; this says which one.
+  #recorded = false;
 
   private constructor(device: number, handle: number) {
     this.device = device;
     this.#handle = handle;
   }
 
-  /** Creates an event on `device`. */
-  static create(device = 0): Event {
-    validateDevice(device, "device");
+  /** Creates an event on `device` (default 0). */
+  static create(device?: number): Event {
+    const index = device === undefined ? 0 : validateDevice(device, "device");
     const out = new BigUint64Array(1);
-    check(native().mla_kv_event_create(device, out), "mla_kv_event_create", "device");
-    return new Event(device, readHandle(out));
+    check(native().mla_kv_event_create(index, out), "mla_kv_event_create", device === undefined ? undefined : "device");
+    return new Event(index, readHandle(out));
   }
 
   /** The raw `cudaEvent_t` as a number. */
@@ -268,14 +292,24 @@ export class Event {
   record(stream?: Stream): void {
     const streamHandle = streamHandleFor(stream, this.device, "stream");
     check(native().mla_kv_event_record(this.device, this.handle, streamHandle), "mla_kv_event_record");
+    this.#recorded = true;
   }
 
   /** Waits for this event, then returns the milliseconds since `start` was reached. */
   elapsedSince(start: Event): number {
     if (!(start instanceof Event)) throw invalidArgument("start", `expected an Event, got ${describeValue(start)}`);
+    if (start.device !== this.device) {
+      throw invalidArgument("start", `expected an event of device ${this.device}, got one of device ${start.device}`);
+    }
+    const startHandle = start.handle;
+    const endHandle = this.handle;
+    if (!start.#recorded) throw invalidArgument("start", "this event was never recorded; call start.record(stream) before the work to time");
+    if (!this.#recorded) {
+      throw new MlaKvError("INVALID_ARGUMENT", "Event.elapsedSince(): this event was never recorded; call record(stream) on it after the work to time", "event");
+    }
     refuseDuringCapture("Event.elapsedSince()", "it waits for the event");
     const out = new Float32Array(1);
-    check(native().mla_kv_event_elapsed_ms(this.device, start.handle, this.handle, out), "mla_kv_event_elapsed_ms");
+    check(native().mla_kv_event_elapsed_ms(this.device, startHandle, endHandle, out), "mla_kv_event_elapsed_ms");
     return out[0]!;
   }
 

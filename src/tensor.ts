@@ -10,7 +10,7 @@
 
 import { check, native } from "../ffi/native.ts";
 import { refuseDuringCapture, type CapturedUse, type GraphHold } from "./capture.ts";
-import { checkErrors } from "./check_errors.ts";
+import { checkStreamErrors } from "./error_slots.ts";
 import { DTYPES, type DType, type HostArrayOf } from "./dtypes.ts";
 import { describeValue, invalidArgument, MlaKvError } from "../ffi/errors.ts";
 import { streamHandleFor, type Stream } from "./stream.ts";
@@ -172,11 +172,11 @@ export class DeviceTensor<D extends DType = DType> implements CapturedUse {
 
   /**
    * Copies this tensor to a new host array. Waits for `options.stream` (so earlier writes on it
-   * are visible), then runs {@link checkErrors}: reading a cache back is when a caller wants to
-   * know that some rows were skipped.
+   * are visible), then reports, as {@link checkErrors} does, rows that writes on that stream
+   * skipped: reading a cache back is when a caller wants to know that some rows were skipped.
    *
-   * @throws {MlaKvError} `OUT_OF_RANGE_LOC` when earlier writes skipped rows (the copy itself
-   * completed; call again to get the data).
+   * @throws {MlaKvError} `OUT_OF_RANGE_LOC` when earlier writes on the stream skipped rows (the
+   * copy itself completed; call again to get the data); `CAPTURE` while a stream is being captured.
    */
   download(options?: CopyOptions): HostArrayOf[D] {
     const ptr = this.ptr;
@@ -185,12 +185,11 @@ export class DeviceTensor<D extends DType = DType> implements CapturedUse {
     this.#assertContiguous("download");
     const stream = streamHandleFor(opts?.stream as Stream | undefined, this.device, "options.stream");
     const host = new DTYPES[this.dtype].HostArray(this.numel) as HostArrayOf[D];
-    const symbols = native();
     if (host.length > 0) {
-      check(symbols.mla_kv_memcpy_dtoh(this.device, host, ptr, host.byteLength, stream), "mla_kv_memcpy_dtoh");
+      check(native().mla_kv_memcpy_dtoh(this.device, host, ptr, host.byteLength, stream), "mla_kv_memcpy_dtoh");
     }
-    check(symbols.mla_kv_stream_synchronize(this.device, stream), "mla_kv_stream_synchronize");
-    checkErrors(this.device);
+    // Waits for the stream (the copy included), then reads that stream's error slot.
+    checkStreamErrors(this.device, stream);
     return host;
   }
 

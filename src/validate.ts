@@ -74,10 +74,10 @@ export function validateStrides(value: unknown, shape: readonly number[], argume
  * kept as numbers throughout (see ffi/symbols.ts), which is exact below 2^53 — every address a
  * current GPU hands out.
  */
-export function validatePointer(value: unknown, argument: string): number {
+export function validatePointer(value: unknown, argument: string, what = "device address"): number {
   const address = typeof value === "bigint" && value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : value;
   if (typeof address !== "number" || !Number.isSafeInteger(address) || address <= 0) {
-    throw invalidArgument(argument, `expected a non-NULL device address (a positive integer below 2^53), got ${describeValue(value)}`);
+    throw invalidArgument(argument, `expected a non-NULL ${what} (a positive integer below 2^53), got ${describeValue(value)}`);
   }
   return address;
 }

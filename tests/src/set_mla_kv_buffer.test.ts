@@ -306,7 +306,7 @@ describe.skipIf(!host)(`setMlaKvBuffer against the host implementation of the AB
     expect(result.error, describeChild(result)).toBeUndefined();
     expect(result.value).toEqual({
       code: "OUT_OF_RANGE_LOC",
-      message: "setMlaKvBuffer skipped 3 row(s) whose loc was >= the cache capacity (first at row index 17) on device 0; those rows were not written",
+      message: "setMlaKvBuffer skipped 3 row(s) whose loc was >= the cache capacity (first at row index 17) on a stream of device 0; those rows were not written",
       again: "clean",
     });
   });
