@@ -1,8 +1,9 @@
 /**
  * Where user profiles live. A pure function of an env object so tests never touch the real cache.
  */
+import { accessSync, constants, statSync } from "node:fs";
 import { homedir } from "node:os";
-import { isAbsolute, join, resolve } from "node:path";
+import { dirname, isAbsolute, join, resolve } from "node:path";
 import { warnOnce, type Env, type Warn } from "../ffi/environment.ts";
 import { identityKey, type GpuIdentity } from "./profile.ts";
 
@@ -29,6 +30,32 @@ export function cacheDir(env: Env, home: () => string = homedir, warn?: Warn): s
 /** `<dir>/<identityKey>.json`. */
 export function profilePath(dir: string, identity: GpuIdentity): string {
   return join(dir, `${identityKey(identity)}.json`);
+}
+
+/**
+ * Why profiles could not be saved in `dir`, or null when they could: the dir, or the nearest
+ * folder above it that exists (where it would be made), must be a writable directory. Creates
+ * nothing, so a report of the machine changes nothing on it.
+ */
+export function cacheDirProblem(dir: string): string | null {
+  for (let probe = dir; ; probe = dirname(probe)) {
+    let isDir: boolean;
+    try {
+      isDir = statSync(probe).isDirectory();
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      // Not there yet (or under a file, which the next step up finds): it would be made.
+      if ((code === "ENOENT" || code === "ENOTDIR") && dirname(probe) !== probe) continue;
+      return `cannot look at ${probe} (${code ?? (e as Error).message})`;
+    }
+    if (!isDir) return `${probe} is not a directory`;
+    try {
+      accessSync(probe, constants.W_OK | constants.X_OK);
+    } catch (e) {
+      return `${probe} is not writable (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`;
+    }
+    return null;
+  }
 }
 
 function defaultDir(env: Env, home: () => string): string {

@@ -15,14 +15,14 @@
 import { Bench } from "tinybench";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
-import { allocTensor, deviceCount, deviceInfo, libraryInfo, setMlaKvBuffer, Stream, supportsPath } from "../mod.ts";
+import { allocTensor, deviceCount, deviceInfo, libraryInfo, MlaKvError, setMlaKvBuffer, Stream, supportsPath } from "../mod.ts";
 import type { DType, Path, RowsPerWarp, Warps } from "../mod.ts";
 import { check, native } from "../ffi/native.ts";
 import { PACKAGE_ROOT } from "../ffi/find_library.ts";
 import { allocScratch, type Scratch } from "../autotune/scratch.ts";
 import { timeGraphPerCall } from "../autotune/graph_timer.ts";
 import { renderLinePlot } from "../cli/svg_plot.ts";
+import { EXIT, exitStatusHelp, firstLine, parseFlags, UsageError } from "../cli/usage.ts";
 import { createMeasurer } from "../autotune/measure.ts";
 import { tuneLayoutWithStats } from "../autotune/search.ts";
 import { openBenchLibrary } from "./bench_library.ts";
@@ -57,36 +57,51 @@ interface Row {
 
 const cfgName = (c: { warps: number; rowsPerWarp: number }) => `w${c.warps}r${c.rowsPerWarp}`;
 
+const HELP = `Usage: bun run bench [--layout bf16|u8]... [--part core|fp8|pdl|reserved]... [--quick] [--out DIR]
+
+Times every write path on GPU 0 against the floors and the baseline design (see the README's
+Benchmark section) and writes the results and plots to DIR (default bench/results).
+
+${exitStatusHelp("the library did not load")}
+`;
+
+const OPTIONS = {
+  layout: { type: "string", multiple: true },
+  part: { type: "string", multiple: true },
+  quick: { type: "boolean", default: false },
+  out: { type: "string", default: join(PACKAGE_ROOT, "bench", "results") },
+  help: { type: "boolean", short: "h", default: false },
+} as const;
+
 function main(): number {
-  const { values } = parseArgs({
-    options: {
-      layout: { type: "string", multiple: true },
-      part: { type: "string", multiple: true },
-      quick: { type: "boolean", default: false },
-      out: { type: "string", default: join(PACKAGE_ROOT, "bench", "results") },
-      help: { type: "boolean", default: false },
-    },
-    strict: true,
-  });
+  let values: { layout?: string[]; part?: string[]; quick: boolean; out: string; help: boolean };
+  try {
+    values = parseFlags(process.argv.slice(2), OPTIONS);
+    for (const p of values.part ?? []) if (!(PARTS as readonly string[]).includes(p)) throw new UsageError(`unknown --part ${p} (${PARTS.join(", ")})`);
+    for (const l of values.layout ?? []) if (!(l in LAYOUTS)) throw new UsageError(`unknown --layout ${l} (bf16 or u8)`);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    console.error(`bench: ${error.message}; see --help.`);
+    return EXIT.usage;
+  }
   if (values.help) {
-    console.log("usage: bun run bench [--layout bf16|u8]... [--part core|fp8|pdl|reserved]... [--quick] [--out DIR]");
-    return 0;
+    process.stdout.write(HELP);
+    return EXIT.ok;
   }
   const parts = new Set((values.part ?? [...PARTS]) as Part[]);
-  for (const p of parts) if (!PARTS.includes(p)) throw new Error(`bench: unknown --part ${p} (${PARTS.join(", ")})`);
   const layouts = (values.layout ?? ["bf16", "u8"]) as LayoutName[];
-  for (const l of layouts) if (!(l in LAYOUTS)) throw new Error(`bench: unknown --layout ${l} (bf16 or u8)`);
 
   let count = 0;
   try {
     count = deviceCount();
   } catch (error) {
-    console.error(`bench: no NVIDIA GPU is usable here (${(error as Error).message.split("\n")[0]}); the benchmark needs one.`);
-    return 1;
+    const noGpu = error instanceof MlaKvError && error.code === "NO_DEVICE";
+    console.error(`bench: ${noGpu ? "no NVIDIA GPU is usable here" : "cannot use the GPUs"} (${firstLine(error)}); the benchmark needs one.`);
+    return noGpu ? EXIT.noGpu : EXIT.failed;
   }
   if (count === 0) {
     console.error("bench: the driver reports no GPU; the benchmark needs one.");
-    return 1;
+    return EXIT.noGpu;
   }
   const info = deviceInfo(0);
   const tmaOk = supportsPath(0, "tma");

@@ -13,13 +13,13 @@ import { quietRequested } from "../autotune/lookup.ts";
 import { identityKey, makeProfile, type GpuIdentity, type LayoutProfile, type Profile } from "../autotune/profile.ts";
 import { DEFAULT_MAX_BUCKET, tuneLayoutWithStats, type TuneStats } from "../autotune/search.ts";
 import { layoutAllowsTma } from "../src/layout.ts";
-import { HELP, layoutInputOf, parseCli, type CliOptions } from "./autotune_flags.ts";
-import { createGpuDeps, noGpu, type GpuInfo, type GpuSide } from "./autotune_gpu.ts";
+import { autotuneHelp, layoutInputOf, parseCli, type CliOptions } from "./autotune_flags.ts";
+import { createGpuDeps, noGpu, type GpuInfo, type GpuSide, type NoGpus } from "./autotune_gpu.ts";
 import { chooseGpus, jobLabel, layoutJobs, type LayoutJob } from "./autotune_plan.ts";
 import { plotFile, plotLayout } from "./autotune_plot.ts";
 import { crossoverLine, layoutTable, Progress, seconds, type Writer } from "./autotune_report.ts";
 import { userProfileStore, type ProfileStore } from "./autotune_store.ts";
-import { firstLine, UsageError } from "./usage.ts";
+import { EXIT, firstLine, UsageError } from "./usage.ts";
 
 export interface AutotuneDeps extends GpuSide {
   store: ProfileStore;
@@ -29,6 +29,8 @@ export interface AutotuneDeps extends GpuSide {
   env?: Env;
   /** Milliseconds since the epoch, for tune timing; default Date.now. */
   now?: () => number;
+  /** How the user ran the command, for --help: `bun run autotune` (default) or `mla-kv autotune`. */
+  program?: string;
 }
 
 /** One (GPU, layout) of a run, and the stored profile that makes tuning it unnecessary. */
@@ -53,8 +55,8 @@ interface Run {
 const BUCKETS_PER_TUNE = DEFAULT_MAX_BUCKET + 1;
 
 /**
- * Runs the command; returns the exit status. Never throws for a bad command line (status 2) or a
- * failed GPU step (status 1); what went wrong is one sentence on stderr.
+ * Runs the command; returns the exit status (see {@link EXIT}). Never throws for a bad command
+ * line, a missing GPU or a failed GPU step; what went wrong is one sentence on stderr.
  */
 export function runAutotune(argv: readonly string[], deps: AutotuneDeps): number {
   const err = deps.stderr;
@@ -64,32 +66,34 @@ export function runAutotune(argv: readonly string[], deps: AutotuneDeps): number
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
     err.write(`autotune: ${e.message}; see --help.\n`);
-    return 2;
+    return EXIT.usage;
   }
   if (opts.help) {
-    deps.stdout.write(HELP);
-    return 0;
+    deps.stdout.write(autotuneHelp(deps.program));
+    return EXIT.ok;
   }
   const quiet = opts.quiet || quietRequested(deps.env ?? process.env, (line) => err.write(`${line}\n`));
   const note = (line: string) => {
     if (!quiet) err.write(`autotune: ${line}\n`);
   };
 
-  let found: GpuInfo[] | { error: string };
+  let found: GpuInfo[] | NoGpus;
   try {
     found = deps.gpus();
   } catch (e) {
     found = { error: firstLine(e) };
   }
-  if (!Array.isArray(found) || found.length === 0) {
-    const why = Array.isArray(found) ? "the driver reports no devices" : found.error;
-    err.write(`autotune: no NVIDIA GPU found (${why}); nothing to tune.\n`);
-    return 1;
+  if (Array.isArray(found) && found.length === 0) found = { error: "the driver reports no devices", noGpu: true };
+  if (!Array.isArray(found)) {
+    err.write(found.noGpu === true
+      ? `autotune: no NVIDIA GPU found (${found.error}); nothing to tune.\n`
+      : `autotune: cannot use the GPUs (${found.error}); nothing tuned.\n`);
+    return found.noGpu === true ? EXIT.noGpu : EXIT.failed;
   }
   const gpus = chooseGpus(found, opts.devices, note);
   if (!Array.isArray(gpus)) {
     err.write(`autotune: ${gpus.unknown}; see --help.\n`);
-    return 2;
+    return EXIT.usage;
   }
   const jobs = layoutJobs(opts);
   for (const j of jobs) {
@@ -101,13 +105,13 @@ export function runAutotune(argv: readonly string[], deps: AutotuneDeps): number
   const toTune = tasks.filter((t) => t.stored === null).length;
   const run: Run = { opts, deps, gpus, jobs, progress: new Progress(err, toTune * BUCKETS_PER_TUNE, !quiet), note, profiles: new Map() };
 
-  let status = 0;
+  let status: number = EXIT.ok;
   let tunesDone = 0;
   for (const task of tasks) {
     const outcome = runTask(run, task, tunesDone * BUCKETS_PER_TUNE);
-    if (outcome === "failed") return 1;
+    if (outcome === "failed") return EXIT.failed;
     if (outcome.tuned) tunesDone++;
-    if (!outcome.ok) status = 1;
+    if (!outcome.ok) status = EXIT.failed;
   }
   run.progress.clear();
 
@@ -223,8 +227,11 @@ function tuneAndSave(run: Run, task: Task, progressOffset: number) {
   }
 }
 
-/** The command on this machine's GPUs; returns the exit status. */
-export function main(argv: readonly string[]): number {
+/**
+ * The command on this machine's GPUs; returns the exit status. `program` is how the user ran it,
+ * for --help.
+ */
+export function main(argv: readonly string[], program = "bun run autotune"): number {
   const env = process.env;
   const stdout: Writer = { write: (s) => process.stdout.write(s), isTTY: process.stdout.isTTY === true };
   const stderr: Writer = { write: (s) => process.stderr.write(s), isTTY: process.stderr.isTTY === true };
@@ -241,7 +248,7 @@ export function main(argv: readonly string[]): number {
   const store = userProfileStore(env, (line) => {
     if (!quiet) stderr.write(`${line}\n`);
   });
-  return runAutotune(argv, { ...gpu, store, stdout, stderr, env });
+  return runAutotune(argv, { ...gpu, store, stdout, stderr, env, program });
 }
 
 if (import.meta.main) process.exitCode = main(process.argv.slice(2));

@@ -2,8 +2,7 @@
  * The command line of `bun run autotune`: its flags, their help text, and the row layouts they
  * name (`bf16:512+64`, `bf16:512+64:fp8_ds_mla`), checked into what the tuner takes.
  */
-import { parseArgs } from "node:util";
-import { parseArgsSentence, UsageError } from "./usage.ts";
+import { exitStatusHelp, parseFlags, UsageError } from "./usage.ts";
 // The key dispatch looks profiles up by, so what this command stores is what writes will find.
 import type { LayoutKeyInput } from "../src/dispatch.ts";
 import { dtypeBytes } from "../src/dtypes.ts";
@@ -44,7 +43,9 @@ const QUANTIZED_FORMATS: readonly QuantizedFormat[] = ["fp8_e4m3", "fp8_e5m2", "
 /** The tune allocates 65536 rows of a layout several times over; larger rows are not MLA rows. */
 export const MAX_ROW_BYTES = 65536;
 
-export const HELP = `Usage: bun run autotune [flags]
+/** The --help of the command, run as `program` (`bun run autotune`, `mla-kv autotune`). */
+export function autotuneHelp(program = "bun run autotune"): string {
+  return `Usage: ${program} [flags]
 
 Times the launch configs of mla-kv's KV-cache write on this machine's NVIDIA GPUs, for each
 row layout and batch size n = 1 .. ${2 ** DEFAULT_MAX_BUCKET}, prints the fastest per n, and saves them to the
@@ -80,15 +81,16 @@ Environment:
                      profiles, else a built-in rule). This command tunes regardless.
   MLA_KV_QUIET       1 acts like --quiet.
 
-Exit status: 0 done; 1 no GPU, or a tune, save or plot failed; 2 bad flags.
+${exitStatusHelp("the library did not load, or a tune, save or plot failed")}
 
 Examples:
-  bun run autotune
-  bun run autotune --layout bf16:512+64 --loc i64 --device 0
-  bun run autotune --layout u8:528+128 --force --plot u8.svg
-  bun run autotune --layout bf16:512+64:fp8_ds_mla --loc i64
-  bun run autotune --exhaustive --json > profile.json
+  ${program}
+  ${program} --layout bf16:512+64 --loc i64 --device 0
+  ${program} --layout u8:528+128 --force --plot u8.svg
+  ${program} --layout bf16:512+64:fp8_ds_mla --loc i64
+  ${program} --exhaustive --json > profile.json
 `;
+}
 
 export interface CliOptions {
   layouts: Array<Omit<TuneLayoutSpec, "locBytes">>;
@@ -117,12 +119,7 @@ const OPTIONS = {
 
 /** Parses the flags; throws UsageError with a one-sentence message. */
 export function parseCli(argv: readonly string[]): CliOptions {
-  let values: { [K in keyof typeof OPTIONS]?: Array<string | boolean> };
-  try {
-    values = parseArgs({ args: [...argv], options: OPTIONS, strict: true, allowPositionals: false }).values;
-  } catch (e) {
-    throw new UsageError(parseArgsSentence(e));
-  }
+  const values: { [K in keyof typeof OPTIONS]?: Array<string | boolean> } = parseFlags(argv, OPTIONS);
   const once = <T>(name: keyof typeof OPTIONS, list: T[] | undefined): T | undefined => {
     if (list !== undefined && list.length > 1) throw new UsageError(`--${name} was given ${list.length} times (give it once)`);
     return list?.[0];

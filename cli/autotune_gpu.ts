@@ -3,6 +3,7 @@
  * keyed by) and a timing function per (device, layout). The command takes it as a dependency, so
  * its parsing, search and output run and are tested without a GPU.
  */
+import { MlaKvError } from "../ffi/errors.ts";
 import { deviceCount, deviceInfo, supportsPath } from "../src/device.ts";
 import { gpuIdentity } from "../autotune/identity.ts";
 import { createMeasurer, type Measurer } from "../autotune/measure.ts";
@@ -20,10 +21,16 @@ export interface GpuInfo {
   tmaAllowed: boolean;
 }
 
+/** Why no GPU can be used: `noGpu` when the library works but finds none (no driver, no device). */
+export interface NoGpus {
+  error: string;
+  noGpu?: boolean;
+}
+
 /** What the command needs from the GPUs. */
 export interface GpuSide {
   /** The GPUs there are, or why none can be used. */
-  gpus(): GpuInfo[] | { error: string };
+  gpus(): GpuInfo[] | NoGpus;
   /** A timing function for one layout on one device: µs per call, already a best-of-several. */
   measureFor(device: number, layout: TuneLayoutSpec): MeasureFn;
 }
@@ -35,14 +42,14 @@ export function createGpuDeps(): GpuSide {
   let current: Measurer | undefined;
   process.once("exit", () => current?.free());
   return {
-    gpus(): GpuInfo[] | { error: string } {
+    gpus(): GpuInfo[] | NoGpus {
       let count: number;
       try {
         count = deviceCount();
       } catch (error) {
-        return { error: firstLine(error) };
+        return { error: firstLine(error), noGpu: error instanceof MlaKvError && error.code === "NO_DEVICE" };
       }
-      if (count === 0) return { error: "the NVIDIA driver reports no GPU" };
+      if (count === 0) return { error: "the NVIDIA driver reports no GPU", noGpu: true };
       return Array.from({ length: count }, (_, index) => ({
         index,
         name: deviceInfo(index).name,

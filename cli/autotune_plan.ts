@@ -49,7 +49,7 @@ export function chooseGpus(all: GpuInfo[], devices: number[] | null, note: (line
     chosen = [];
     for (const d of devices) {
       const g = all.find((x) => x.index === d);
-      if (g === undefined) return { unknown: `--device ${d} is not a GPU here (there are ${all.map((x) => x.index).join(", ")})` };
+      if (g === undefined) return { unknown: `--device ${d} is not a GPU here (${gpusHere(all)})` };
       chosen.push(g);
     }
   }
@@ -60,4 +60,11 @@ export function chooseGpus(all: GpuInfo[], devices: number[] | null, note: (line
     else note(`GPU ${g.index} is the same setup as GPU ${twin.index} (${twin.name}); one profile serves both.`);
   }
   return gpus;
+}
+
+/** "this machine has 1 GPU: index 0", "this machine has 3 GPUs: indices 0, 1 and 2". */
+function gpusHere(all: GpuInfo[]): string {
+  const indices = all.map((g) => String(g.index));
+  if (indices.length === 1) return `this machine has 1 GPU: index ${indices[0]}`;
+  return `this machine has ${indices.length} GPUs: indices ${indices.slice(0, -1).join(", ")} and ${indices.at(-1)}`;
 }

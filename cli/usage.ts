@@ -1,11 +1,39 @@
 /**
- * What every command shares about its command line: a usage error is one sentence for the user,
- * never a stack trace.
+ * What every command shares about its command line: `--help` on stdout with status 0, a usage
+ * error as one sentence on stderr with status 2 (never a stack trace), and one meaning per exit
+ * status.
  */
+import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
+
+/** The exit statuses of every command, as their --help says. */
+export const EXIT = {
+  /** Done. */
+  ok: 0,
+  /** Something failed: the library did not load, a tune, a save or a check failed. */
+  failed: 1,
+  /** A bad command line. */
+  usage: 2,
+  /** The library loaded, but there is no usable NVIDIA GPU here. */
+  noGpu: 3,
+} as const;
+
+/** The lines of --help that say what each exit status means, with `failed` worded per command. */
+export function exitStatusHelp(failed: string): string {
+  return `Exit status: ${EXIT.ok} done; ${EXIT.failed} ${failed}; ${EXIT.usage} bad flags; ${EXIT.noGpu} no usable NVIDIA GPU here.`;
+}
 
 /** A bad command line; its message is one sentence for the user. */
 export class UsageError extends Error {
   override name = "UsageError";
+}
+
+/** parseArgs with strict flags and no positionals; a bad command line throws {@link UsageError}. */
+export function parseFlags<T extends ParseArgsOptionsConfig>(argv: readonly string[], options: T) {
+  try {
+    return parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }).values;
+  } catch (e) {
+    throw new UsageError(parseArgsSentence(e));
+  }
 }
 
 /** The sentence for an error thrown by node:util's parseArgs (unknown flag, missing value, …). */

@@ -17,8 +17,6 @@
  * almost every case, and timing them is not what is being tested. The standard layouts still
  * dispatch through the bundled profiles, the odd ones through the built-in rule.
  */
-import { parseArgs } from "node:util";
-
 process.env.MLA_KV_AUTOTUNE ??= "0";
 import { check, native } from "../ffi/native.ts";
 import {
@@ -35,28 +33,57 @@ import {
 } from "../mod.ts";
 import { allocTensor } from "../src/tensor.ts";
 import { dtypeBytes } from "../src/dtypes.ts";
+import { EXIT, exitStatusHelp, firstLine, parseFlags, UsageError } from "../cli/usage.ts";
 
-const { values } = parseArgs({
-  options: {
+const HELP = `Usage: bun run fuzz [--cases N] [--seed N] [--max-n N]
+
+Random writes on GPU 0, each checked byte for byte against the host reference over the whole
+cache and a guard region before and after it. A failure prints the seed and the case.
+
+Flags:
+  --cases N    Cases to run (default 10000).
+  --seed N     Seed of the run (default: a random one, printed); the same seed, the same cases.
+  --max-n N    The largest n a case draws (default 70000).
+  -h, --help   Show this help.
+
+${exitStatusHelp("a case wrote a wrong byte or was refused (or the library did not load)")}
+`;
+
+let values: { cases: string; seed?: string; "max-n": string; help?: boolean };
+try {
+  values = parseFlags(process.argv.slice(2), {
     cases: { type: "string", default: "10000" },
     seed: { type: "string" },
     "max-n": { type: "string", default: "70000" },
-  },
-  strict: true,
-});
-const CASES = Number(values.cases);
-const MAX_N = Number(values["max-n"]);
-const SEED = values.seed !== undefined ? Number(values.seed) : Math.floor(Math.random() * 2 ** 31);
+    help: { type: "boolean", short: "h" },
+  });
+} catch (error) {
+  if (!(error instanceof UsageError)) throw error;
+  console.error(`fuzz: ${error.message}; see --help.`);
+  process.exit(EXIT.usage);
+}
+if (values.help === true) {
+  process.stdout.write(HELP);
+  process.exit(EXIT.ok);
+}
+const wholeNumber = (text: string | undefined) => (text !== undefined && /^[0-9]+$/.test(text) ? Number(text) : Number.NaN);
+const CASES = wholeNumber(values.cases);
+const MAX_N = wholeNumber(values["max-n"]);
+const SEED = values.seed !== undefined ? wholeNumber(values.seed) : Math.floor(Math.random() * 2 ** 31);
 if (!Number.isSafeInteger(CASES) || CASES < 1 || !Number.isSafeInteger(MAX_N) || MAX_N < 1 || !Number.isSafeInteger(SEED)) {
-  console.error("fuzz: --cases, --max-n and --seed take positive integers");
-  process.exit(2);
+  console.error("fuzz: --cases and --max-n take whole numbers from 1, --seed a whole number; see --help.");
+  process.exit(EXIT.usage);
 }
 
 try {
-  if (deviceCount() === 0) throw new Error("the driver reports no GPU");
+  if (deviceCount() === 0) {
+    console.error("fuzz: no usable NVIDIA GPU (the driver reports no GPU); the fuzzer runs on a GPU.");
+    process.exit(EXIT.noGpu);
+  }
 } catch (error) {
-  console.error(`fuzz: no usable NVIDIA GPU (${(error as Error).message.split("\n")[0]}); the fuzzer runs on a GPU.`);
-  process.exit(1);
+  const noGpu = error instanceof MlaKvError && error.code === "NO_DEVICE";
+  console.error(`fuzz: ${noGpu ? "no usable NVIDIA GPU" : "cannot use the GPUs"} (${firstLine(error)}); the fuzzer runs on a GPU.`);
+  process.exit(noGpu ? EXIT.noGpu : EXIT.failed);
 }
 
 // ---- a seeded generator ---------------------------------------------------------------------
@@ -278,4 +305,4 @@ for (const t of [cacheArena, nopeArena, ropeArena, locArena]) t.free();
 stream.destroy();
 const seconds = (performance.now() - t0) / 1000;
 console.log(`fuzz: seed ${SEED}: ${CASES - failures} of ${CASES} cases byte-exact, ${(bytes / 2 ** 30).toFixed(2)} GiB checked (cache and guard regions), ${failures} failed, in ${seconds.toFixed(1)} s`);
-process.exit(failures === 0 ? 0 : 1);
+process.exit(failures === 0 ? EXIT.ok : EXIT.failed);

@@ -3,8 +3,8 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { profilePath, type Env } from "../../autotune/cache_dir.ts";
 import { runAutotune, type AutotuneDeps } from "../../cli/autotune.ts";
-import { HELP, parseLayoutSpec, type TuneLayoutSpec } from "../../cli/autotune_flags.ts";
-import type { GpuInfo } from "../../cli/autotune_gpu.ts";
+import { autotuneHelp, parseLayoutSpec, type TuneLayoutSpec } from "../../cli/autotune_flags.ts";
+import type { GpuInfo, NoGpus } from "../../cli/autotune_gpu.ts";
 import { userProfileStore } from "../../cli/autotune_store.ts";
 import { ProfileLookup } from "../../autotune/lookup.ts";
 import {
@@ -15,6 +15,7 @@ import {
 } from "../../autotune/profile.ts";
 import { fakeLayoutProfile, h100 } from "../autotune/fixtures/fake.ts";
 import { h100Like, sharpCrossover } from "../autotune/fixtures/landscapes.ts";
+import { describeRun, runCommand } from "../helpers/commands.ts";
 import { hostLibrary } from "../helpers/host_library.ts";
 import { describeChild, runInChild } from "../helpers/run_in_child.ts";
 import { tempDirs } from "../helpers/temp_dirs.ts";
@@ -40,7 +41,7 @@ class Sink {
 }
 
 interface FakeOptions {
-  gpus?: GpuInfo[] | { error: string } | (() => never);
+  gpus?: GpuInfo[] | NoGpus | (() => never);
   tty?: boolean;
   env?: Env;
   /** Profiles already stored, by identityKey + layout key. */
@@ -110,7 +111,9 @@ describe("--help", () => {
       expect(f.stdout.text).toContain("Default: bf16:512+64, fp16:512+64, u8:528+128");
       expect(f.stdout.text).toContain("Default: both");
       expect(f.stdout.text).toContain("Examples:");
-      expect(f.stdout.text).toBe(HELP);
+      expect(f.stdout.text).toContain("Exit status: 0 done; 1 the library did not load, or a tune, save or plot failed; 2 bad flags; 3 no usable NVIDIA GPU here.");
+      expect(f.stdout.text).toBe(autotuneHelp());
+      expect(f.stdout.text).toStartWith("Usage: bun run autotune [flags]\n");
       expect(f.stderr.text).toBe("");
       expect(f.gpuCalls()).toBe(0);
     }
@@ -167,8 +170,17 @@ describe("bad flags", () => {
   it("exits 2 for a device that is not there, naming the ones that are", () => {
     const f = fake({ gpus: [H100, A100] });
     expect(f.run("--device", "3")).toBe(2);
-    expect(f.stderr.text).toBe("autotune: --device 3 is not a GPU here (there are 0, 1); see --help.\n");
+    expect(f.stderr.text).toBe("autotune: --device 3 is not a GPU here (this machine has 2 GPUs: indices 0 and 1); see --help.\n");
     expect(f.measuredFor).toEqual([]);
+    const three = fake({ gpus: [H100, A100, { ...H100, index: 2 }] });
+    expect(three.run("--device", "5")).toBe(2);
+    expect(three.stderr.text).toBe("autotune: --device 5 is not a GPU here (this machine has 3 GPUs: indices 0, 1 and 2); see --help.\n");
+  });
+
+  it("says, for a device that is not there on a machine with one GPU, that index 0 is the one", () => {
+    const f = fake({ gpus: [H100] });
+    expect(f.run("--device", "5")).toBe(2);
+    expect(f.stderr.text).toBe("autotune: --device 5 is not a GPU here (this machine has 1 GPU: index 0); see --help.\n");
   });
 });
 
@@ -181,34 +193,37 @@ describe("layout specs", () => {
 });
 
 describe("no GPU", () => {
-  it("exits 1 with a sentence that gives the reason", () => {
-    const f = fake({ gpus: { error: "cuInit: no CUDA-capable device is detected" } });
-    expect(f.run()).toBe(1);
+  it("exits 3 with a sentence that gives the reason when there is no GPU here", () => {
+    const f = fake({ gpus: { error: "cuInit: no CUDA-capable device is detected", noGpu: true } });
+    expect(f.run()).toBe(3);
     expect(f.stderr.text).toBe("autotune: no NVIDIA GPU found (cuInit: no CUDA-capable device is detected); nothing to tune.\n");
     expect(f.stdout.text).toBe("");
+    const empty = fake({ gpus: [] });
+    expect(empty.run("--layout", "bf16:512+64")).toBe(3);
+    expect(empty.stderr.text).toBe("autotune: no NVIDIA GPU found (the driver reports no devices); nothing to tune.\n");
   });
 
-  it("says so when the driver lists no devices or the query throws", () => {
-    const empty = fake({ gpus: [] });
-    expect(empty.run("--layout", "bf16:512+64")).toBe(1);
-    expect(empty.stderr.text).toBe("autotune: no NVIDIA GPU found (the driver reports no devices); nothing to tune.\n");
+  it("exits 1 when the GPUs cannot be asked about: the library did not load, or the query threw", () => {
+    const unloaded = fake({ gpus: { error: "libmla_kv could not be loaded (bun). Tried:" } });
+    expect(unloaded.run()).toBe(1);
+    expect(unloaded.stderr.text).toBe("autotune: cannot use the GPUs (libmla_kv could not be loaded (bun). Tried:); nothing tuned.\n");
     const throwing = fake({
       gpus: () => {
         throw new Error("libmla_kv.so: cannot open shared object file\n    at dlopen");
       },
     });
     expect(throwing.run()).toBe(1);
-    expect(throwing.stderr.text).toBe("autotune: no NVIDIA GPU found (libmla_kv.so: cannot open shared object file); nothing to tune.\n");
+    expect(throwing.stderr.text).toBe("autotune: cannot use the GPUs (libmla_kv.so: cannot open shared object file); nothing tuned.\n");
   });
 
-  it("is what the command says when the library cannot be loaded", () => {
+  it("exits 1, saying so, when the library cannot be loaded", () => {
     const proc = Bun.spawnSync(["bun", "cli/autotune.ts", "--layout", "bf16:512+64"], {
       cwd: REPO,
       env: { ...process.env, MLA_KV_LIBRARY: join(freshDir(), "libmla_kv.so"), MLA_KV_QUIET: "1" },
     });
     expect(proc.exitCode).toBe(1);
     expect(proc.stdout.toString()).toBe("");
-    expect(proc.stderr.toString()).toMatch(/^autotune: no NVIDIA GPU found \(libmla_kv could not be loaded.*\); nothing to tune\.\n$/);
+    expect(proc.stderr.toString()).toMatch(/^autotune: cannot use the GPUs \(libmla_kv could not be loaded.*\); nothing tuned\.\n$/);
   });
 });
 
@@ -223,6 +238,15 @@ describe.skipIf(!host)(`the GPU side against the host implementation of the ABI$
     const value = result.value as { gpus: GpuInfo[]; identity: GpuIdentity };
     expect(value, describeChild(result)).toBeDefined();
     expect(value.gpus).toEqual([{ index: 0, name: "Host Fixture GPU", identity: value.identity, tmaAllowed: true }]);
+  });
+
+  it("exits 3 when the library loads but there is no GPU here, and 2 naming index 0 for a device that is not there", () => {
+    const none = runCommand("cli/autotune.ts", [], { MLA_KV_LIBRARY: host!, HOST_MLA_KV_DEVICES: "0" });
+    expect(none.exitCode, describeRun(none)).toBe(3);
+    expect(none.stderr).toBe("autotune: no NVIDIA GPU found (the NVIDIA driver reports no GPU); nothing to tune.\n");
+    const five = runCommand("cli/autotune.ts", ["--device", "5"], { MLA_KV_LIBRARY: host! });
+    expect(five.exitCode, describeRun(five)).toBe(2);
+    expect(five.stderr).toBe("autotune: --device 5 is not a GPU here (this machine has 1 GPU: index 0); see --help.\n");
   });
 });
 
@@ -474,7 +498,7 @@ describe("the command", () => {
   it("runs as bun cli/autotune.ts: --help exits 0, a bad flag exits 2 without a stack trace", () => {
     const help = Bun.spawnSync(["bun", "cli/autotune.ts", "--help"], { cwd: REPO, env: { ...process.env, MLA_KV_QUIET: "" } });
     expect(help.exitCode).toBe(0);
-    expect(help.stdout.toString()).toBe(HELP);
+    expect(help.stdout.toString()).toBe(autotuneHelp());
     const bad = Bun.spawnSync(["bun", "cli/autotune.ts", "--layout", "bf16:512"], { cwd: REPO });
     expect(bad.exitCode).toBe(2);
     expect(bad.stdout.toString()).toBe("");

@@ -39,7 +39,16 @@ const MARKER = "@@MLA_KV_CHILD_RESULT@@";
 
 // The variables that steer library loading; children get none of them unless a test sets them,
 // so the developer's own environment cannot change a test's outcome.
-const STEERING = ["MLA_KV_LIBRARY", "MLA_KV_TRACE", "MLA_KV_AUTOTUNE", "HOST_MLA_KV_LOG", "HOST_MLA_KV_CC_MAJOR", "HOST_MLA_KV_MAX_ALLOC"];
+const STEERING: readonly string[] = ["MLA_KV_LIBRARY", "MLA_KV_TRACE", "MLA_KV_AUTOTUNE", "HOST_MLA_KV_LOG", "HOST_MLA_KV_CC_MAJOR", "HOST_MLA_KV_MAX_ALLOC", "HOST_MLA_KV_DEVICES"];
+
+/** This process's environment without the variables that steer library loading, plus `env`. */
+export function childEnvironment(env: Record<string, string>): Record<string, string> {
+  const childEnv: Record<string, string> = {};
+  for (const [key, value] of Object.entries(process.env)) {
+    if (value !== undefined && !STEERING.includes(key)) childEnv[key] = value;
+  }
+  return Object.assign(childEnv, env);
+}
 
 /**
  * Runs `body` (the body of an async function; `m` is mod.ts, `root` the package root) in a new
@@ -57,14 +66,9 @@ try {
   print({ error: { name: e?.name, code: e?.code, message: String(e?.message ?? e), argument: e?.argument } });
 }
 `;
-  const childEnv: Record<string, string> = {};
-  for (const [key, value] of Object.entries(process.env)) {
-    if (value !== undefined && !STEERING.includes(key)) childEnv[key] = value;
-  }
-  Object.assign(childEnv, env);
   const proc = Bun.spawnSync([process.execPath, "--eval", script], {
     cwd: PACKAGE_ROOT,
-    env: childEnv,
+    env: childEnvironment(env),
     stdout: "pipe",
     stderr: "pipe",
     timeout: options.timeoutMs ?? 60_000,
