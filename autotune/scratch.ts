@@ -6,6 +6,7 @@
 import { allocTensor, fromHost, type DeviceTensor } from "../src/tensor.ts";
 import { dtypeBytes, type DType } from "../src/dtypes.ts";
 import { check, native } from "../ffi/native.ts";
+import { Random } from "./random.ts";
 
 export interface ScratchLayout {
   /** The sources' dtype (and the cache's, unless cacheRowBytes is given). */
@@ -30,21 +31,9 @@ export interface Scratch {
   free(): void;
 }
 
-/** Unique random slots in [0, capacity): a partial Fisher-Yates shuffle, seeded. */
+/** Unique random slots in [0, capacity), seeded. */
 export function randomSlots(n: number, capacity: number, seed: number): Int32Array {
-  const all = new Int32Array(capacity);
-  for (let i = 0; i < capacity; ++i) all[i] = i;
-  let x = seed | 1;
-  for (let i = 0; i < n; ++i) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    const j = i + ((x >>> 0) % (capacity - i));
-    const t = all[i]!;
-    all[i] = all[j]!;
-    all[j] = t;
-  }
-  return all.slice(0, n);
+  return Int32Array.from(new Random(seed).uniqueSlots(n, capacity));
 }
 
 /**
