@@ -14,7 +14,7 @@ import { planSetMlaKvBuffer, REQUESTED_FORMATS, tmaMisalignments, type PlanOptio
 import { captureInProgress, recordCapturedUses } from "./capture.ts";
 import { Stream, streamHandleFor } from "./stream.ts";
 import type { DeviceTensor } from "./tensor.ts";
-import { validateDevice } from "./validate.ts";
+import { isPlainObject, validateDevice } from "./validate.ts";
 import { validateReservedSlot, writeDefaults } from "./write_defaults.ts";
 import { isQuantized } from "./write_format.ts";
 
@@ -98,8 +98,8 @@ const PATHS: readonly string[] = ["auto", "vector", "tma"];
 // can write `{ stream: maybeStream }`.
 function readOptions(options: unknown): ReadOptions {
   if (options === undefined) return NO_OPTIONS;
-  if (options === null || typeof options !== "object" || Array.isArray(options)) {
-    throw invalidArgument("options", `expected an options object, got ${describeValue(options)}`);
+  if (!isPlainObject(options)) {
+    throw invalidArgument("options", `expected a plain options object ({ … }), got ${describeValue(options)}`);
   }
   const read: ReadOptions = { ...NO_OPTIONS };
   for (const key in options) {

@@ -16,6 +16,7 @@ import { describeValue, invalidArgument, MlaKvError } from "../ffi/errors.ts";
 import { streamHandleFor, type Stream } from "./stream.ts";
 import {
   contiguousStrides,
+  describeNumber,
   isContiguousLayout,
   validateDType,
   validateDevice,
@@ -123,12 +124,20 @@ export class DeviceTensor<D extends DType = DType> implements CapturedUse {
 
   /** The device address of element [0, 0, …] as a number. */
   get ptr(): number {
-    this.#assertLive("ptr");
+    DeviceTensor.#assertLive(this, "ptr");
     return this.#ptr;
   }
 
   /** True once this tensor, or the tensor whose memory it views, was freed. */
   get disposed(): boolean {
+    // An object that only inherits from DeviceTensor.prototype has none of a tensor's fields;
+    // every use of a tensor passes through here first.
+    if (!(#allocation in this)) {
+      throw invalidArgument(
+        "tensor",
+        "expected a DeviceTensor from allocTensor, fromHost, wrapDevicePointer or a view of one, got an object that only has DeviceTensor's prototype",
+      );
+    }
     return this.#disposed || this.#allocation.freed;
   }
 
@@ -200,27 +209,32 @@ export class DeviceTensor<D extends DType = DType> implements CapturedUse {
    * the end.
    */
   narrow(dim: number, start: number, length: number): DeviceTensor<D> {
-    this.#assertLive("narrow");
+    DeviceTensor.#assertLive(this, "narrow");
     const rank = this.shape.length;
     if (!Number.isInteger(dim) || dim < -rank || dim >= rank) {
-      throw invalidArgument("dim", `expected an integer in [${-rank}, ${rank}) for shape [${this.shape.join(", ")}], got ${describeValue(dim)}`);
+      throw invalidArgument("dim", `expected an integer in [${-rank}, ${rank}) for shape [${this.shape.join(", ")}], got ${describeNumber(dim)}`);
     }
     const d = dim < 0 ? dim + rank : dim;
     const size = this.shape[d]!;
     if (!Number.isSafeInteger(start) || start < 0 || start > size) {
-      throw invalidArgument("start", `expected an integer in [0, ${size}] (dimension ${d} has size ${size}), got ${describeValue(start)}`);
+      throw invalidArgument("start", `expected an integer in [0, ${size}] (dimension ${d} has size ${size}), got ${describeNumber(start)}`);
     }
     if (!Number.isSafeInteger(length) || length < 0 || start + length > size) {
-      throw invalidArgument("length", `expected an integer in [0, ${size - start}] (dimension ${d} has size ${size}, start ${start}), got ${describeValue(length)}`);
+      throw invalidArgument("length", `expected an integer in [0, ${size - start}] (dimension ${d} has size ${size}, start ${start}), got ${describeNumber(length)}`);
     }
     const shape = [...this.shape];
     shape[d] = length;
-    return this.#derive(this.#ptr + start * this.strides[d]! * this.elementBytes, Object.freeze(shape), this.strides);
+    const ptr = this.#ptr + start * this.strides[d]! * this.elementBytes;
+    // Addresses are carried as numbers, exact only below 2^53 (see validatePointer).
+    if (!Number.isSafeInteger(ptr)) {
+      throw invalidArgument("start", `the view would begin at address ${ptr}, past 2^53 - 1, which mla-kv cannot carry exactly`);
+    }
+    return this.#derive(ptr, Object.freeze(shape), this.strides);
   }
 
   /** A contiguous view with another shape of the same element count, e.g. [n, d] → [n, 1, d]. */
   view(shape: readonly number[]): DeviceTensor<D> {
-    this.#assertLive("view");
+    DeviceTensor.#assertLive(this, "view");
     const newShape = validateShape(shape, "shape", true);
     this.#assertContiguous("view");
     const count = newShape.reduce((a, b) => a * b, 1);
@@ -263,9 +277,11 @@ export class DeviceTensor<D extends DType = DType> implements CapturedUse {
     return new DeviceTensor({ device: this.device, ptr, dtype: this.dtype, shape, strides, owned: false, allocation: this.#allocation });
   }
 
-  #assertLive(operation: string): void {
-    if (this.disposed) {
-      const why = this.#disposed ? "this tensor was freed" : "the tensor it views was freed";
+  // Static, so that an object without a tensor's fields reaches the check in `disposed` rather
+  // than failing the brand check of a private method with a TypeError.
+  static #assertLive(tensor: DeviceTensor, operation: string): void {
+    if (tensor.disposed) {
+      const why = tensor.#disposed ? "this tensor was freed" : "the tensor it views was freed";
       throw new MlaKvError("DISPOSED", `cannot use ${operation} of a disposed DeviceTensor: ${why}`, "tensor");
     }
   }
