@@ -61,10 +61,9 @@ export function readRegularFile(path: string, opts: ReadOptions): FileRead {
   }
   try {
     const st = fstatSync(fd);
-    // Swapped for something else between the look and the open.
-    if (!st.isFile() || st.ino !== before.ino) {
-      return { ok: false, why: "special", detail: `${path} is ${fileKind(st)}, not a regular file` };
-    }
+    // Swapped for something else between the look and the open. Another regular file (a profile
+    // renamed into place, a lock released and taken again) is simply what is there now.
+    if (!st.isFile()) return { ok: false, why: "special", detail: `${path} is ${fileKind(st)}, not a regular file` };
     const size = Number(st.size);
     const bytes = new Uint8Array(Math.min(size, opts.maxBytes));
     let off = 0;
