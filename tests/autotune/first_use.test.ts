@@ -7,6 +7,7 @@ import type { LayoutProfile } from "../../autotune/profile.ts";
 import { BUCKET_COUNT, dispatch } from "../../src/dispatch.ts";
 import { hostLibrary } from "../helpers/host_library.ts";
 import { describeChild, runInChild } from "../helpers/run_in_child.ts";
+import { TWO_ROW_WRITE } from "../helpers/two_row_write.ts";
 
 const choice = (path: "vector" | "tma", warps: 1 | 2 | 4 | 8 | 16, us: number) => ({ path, warps, rowsPerWarp: 1 as const, us });
 
@@ -92,18 +93,9 @@ describe.skipIf(!host)(`first use with a FIFO at the profile path, against the h
         const { cacheDir, profilePath } = await import(root + "/autotune/cache_dir.ts");
         const path = profilePath(cacheDir(process.env), gpuIdentity(0));
         if (Bun.spawnSync(["mkfifo", path]).exitCode !== 0) throw new Error("mkfifo failed");
-        const n = 2, slots = [3, 9];
-        const nope = Uint16Array.from({ length: n * 512 }, (_, i) => (i * 40503 + 7) & 0xffff);
-        const rope = Uint16Array.from({ length: n * 64 }, (_, i) => (i * 2654435761 + 3) >>> 16);
-        using kv = m.fromHost(new Uint16Array(16 * 576).fill(0xa5a5), "bf16", [16, 576]);
-        using kNope = m.fromHost(nope, "bf16", [n, 512]);
-        using kRope = m.fromHost(rope, "bf16", [n, 64]);
-        using loc = m.fromHost(Int32Array.from(slots), "i32", [n]);
+        ${TWO_ROW_WRITE}
         m.setMlaKvBuffer(kv, loc, kNope, kRope);
-        const want = new Uint16Array(16 * 576).fill(0xa5a5);
-        slots.forEach((s, i) => { want.set(nope.subarray(i * 512, i * 512 + 512), s * 576); want.set(rope.subarray(i * 64, i * 64 + 64), s * 576 + 512); });
-        const got = kv.download();
-        return got.filter((v, i) => v !== want[i]).length;
+        return wrong(kv.download());
       `, {
         MLA_KV_LIBRARY: host!,
         MLA_KV_CACHE_DIR: cacheDir,

@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { formatInspect, inspectHelp, type InspectReport } from "../../cli/inspect.ts";
-import { describeRun, runCommand } from "../helpers/commands.ts";
+import { describeRun, expectHelp, expectUsageError, runCommand } from "../helpers/commands.ts";
 import { hostLibrary } from "../helpers/host_library.ts";
 import { describeChild, runInChild } from "../helpers/run_in_child.ts";
 
@@ -30,20 +30,14 @@ describe("formatInspect", () => {
 describe("bun run inspect", () => {
   it("prints its help to stdout and exits 0, naming every flag and exit status", () => {
     for (const flag of ["--help", "-h"]) {
-      const r = runCommand("cli/inspect.ts", [flag]);
-      expect(r.exitCode, describeRun(r)).toBe(0);
-      expect(r.stdout).toBe(inspectHelp());
-      expect(r.stdout).toStartWith("Usage: bun run inspect [--json]\n");
-      expect(r.stdout).toContain("Exit status: 0 done; 1 the library did not load, or the GPUs could not be asked about; 2 bad flags; 3 no usable NVIDIA GPU here.");
-      expect(r.stderr).toBe("");
+      const help = expectHelp("cli/inspect.ts", "Usage: bun run inspect [--json]\n", [flag]);
+      expect(help).toBe(inspectHelp());
+      expect(help).toContain("Exit status: 0 done; 1 the library did not load, or the GPUs could not be asked about; 2 bad flags; 3 no usable NVIDIA GPU here.");
     }
   });
 
   it("exits 2 with one sentence for a flag it does not know", () => {
-    const r = runCommand("cli/inspect.ts", ["--frobnicate"]);
-    expect(r.exitCode, describeRun(r)).toBe(2);
-    expect(r.stderr).toBe("inspect: unknown flag --frobnicate; see --help.\n");
-    expect(r.stdout).toBe("");
+    expectUsageError("cli/inspect.ts", ["--frobnicate"], "inspect: unknown flag --frobnicate; see --help.\n");
   });
 
   it("exits 1, after its report, when the library could not be loaded", () => {

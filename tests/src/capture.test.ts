@@ -1,27 +1,17 @@
 import { describe, expect, it } from "bun:test";
 import { hostLibrary } from "../helpers/host_library.ts";
 import { describeChild, runInChild, type ChildResult } from "../helpers/run_in_child.ts";
+import { TWO_ROW_WRITE } from "../helpers/two_row_write.ts";
 
 const host = hostLibrary();
 
 /**
- * A captured write of two rows, set up in the child: `kv` [16, 576] bf16 poisoned, `kNope`,
- * `kRope`, `loc` and `graph`, and `want`, the cache a replay must leave. `mark(name)` puts a line
- * on stderr, so a test can tell which mla_kv_free calls (traced) came before and after it.
+ * The two-row write captured in the child into `graph` on `stream`. `mark(name)` puts a line on
+ * stderr, so a test can tell which mla_kv_free calls (traced) came before and after it.
  */
-const CAPTURED_WRITE = `
-  const n = 2, slots = [3, 9];
-  const nope = Uint16Array.from({ length: n * 512 }, (_, i) => (i * 40503 + 7) & 0xffff);
-  const rope = Uint16Array.from({ length: n * 64 }, (_, i) => (i * 2654435761 + 3) >>> 16);
-  const kv = m.fromHost(new Uint16Array(16 * 576).fill(0xa5a5), "bf16", [16, 576]);
-  const kNope = m.fromHost(nope, "bf16", [n, 512]);
-  const kRope = m.fromHost(rope, "bf16", [n, 64]);
-  const loc = m.fromHost(Int32Array.from(slots), "i32", [n]);
+const CAPTURED_WRITE = `${TWO_ROW_WRITE}
   const stream = m.Stream.create();
   const graph = stream.capture(() => m.setMlaKvBuffer(kv, loc, kNope, kRope, { stream }));
-  const want = new Uint16Array(16 * 576).fill(0xa5a5);
-  slots.forEach((s, i) => { want.set(nope.subarray(i * 512, i * 512 + 512), s * 576); want.set(rope.subarray(i * 64, i * 64 + 64), s * 576 + 512); });
-  const wrong = (got) => got.filter((v, i) => v !== want[i]).length;
   const mark = (name) => console.error("@@" + name);
 `;
 

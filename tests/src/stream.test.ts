@@ -91,6 +91,21 @@ describe("timeOnStream", () => {
   });
 });
 
+/**
+ * Child code: streams `a` and `b`, a u8 cache `kv` of 4 slots of 4 bytes, and 2-byte `nope` and
+ * `rope` rows for a write to `slots` (`loc`); slots of 4 and more are past the capacity.
+ */
+function twoStreamsAndRows(slots: number[]): string {
+  return `
+    using a = m.Stream.create();
+    using b = m.Stream.create();
+    using kv = m.allocTensor("u8", [4, 4]);
+    using nope = m.allocTensor("u8", [${slots.length}, 2]);
+    using rope = m.allocTensor("u8", [${slots.length}, 2]);
+    using loc = m.fromHost(Int32Array.from(${JSON.stringify(slots)}), "i32", [${slots.length}]);
+  `;
+}
+
 const host = hostLibrary();
 describe.skipIf(!host)(`streams against the host implementation of the ABI${host ? "" : " (skipped: the C fixture did not build)"}`, () => {
   // No first-use tune: on the host implementation its scratch buffers alone take gigabytes.
@@ -155,12 +170,7 @@ describe.skipIf(!host)(`streams against the host implementation of the ABI${host
 
   it("reports skipped rows on the stream that wrote them only: synchronize, download and checkErrors each read their own stream", () => {
     const result = runInChild(`
-      using a = m.Stream.create();
-      using b = m.Stream.create();
-      using kv = m.allocTensor("u8", [4, 4]);
-      using nope = m.allocTensor("u8", [3, 2]);
-      using rope = m.allocTensor("u8", [3, 2]);
-      using loc = m.fromHost(Int32Array.from([1, 7, 9]), "i32", [3]);
+      ${twoStreamsAndRows([1, 7, 9])}
       const outcome = (fn) => { try { fn(); return "clean"; } catch (e) { return e.code + " " + (e.message.match(/skipped (\\d+) row.*row index (\\d+)/)?.slice(1).join("@") ?? e.message); } };
       const seen = {};
       m.setMlaKvBuffer(kv, loc, nope, rope, { stream: a });
@@ -194,12 +204,7 @@ describe.skipIf(!host)(`streams against the host implementation of the ABI${host
 
   it("reports what a graph's replay skipped on the stream it was replayed on", () => {
     const result = runInChild(`
-      using a = m.Stream.create();
-      using b = m.Stream.create();
-      using kv = m.allocTensor("u8", [4, 4]);
-      using nope = m.allocTensor("u8", [2, 2]);
-      using rope = m.allocTensor("u8", [2, 2]);
-      using loc = m.fromHost(Int32Array.from([5, 0]), "i32", [2]);
+      ${twoStreamsAndRows([5, 0])}
       using graph = a.capture(() => m.setMlaKvBuffer(kv, loc, nope, rope, { stream: a }));
       graph.replay(b);
       const code = (s) => { try { s.synchronize(); return "clean"; } catch (e) { return e.code; } };
