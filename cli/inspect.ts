@@ -56,7 +56,7 @@ function profileFor(device: number, dir: string, env: Env): ProfileReport {
 /** What the first write of a layout with no profile does here: tune and save, tune only, or neither. */
 function whatFirstUseDoes(badUserFile: string | null, dir: string, env: Env): string {
   const bad = badUserFile === null ? "" : `the user file is ${badUserFile}; `;
-  if (!autotuneEnabled(env, () => {})) return `none: ${bad}tuning on first use is off (MLA_KV_AUTOTUNE), so writes use the built-in rule`;
+  if (!autotuneEnabled(env)) return `none: ${bad}tuning on first use is off (MLA_KV_AUTOTUNE), so writes use the built-in rule`;
   const unsavable = cacheDirProblem(dir);
   if (unsavable !== null) {
     return `none, and none can be saved (${unsavable}): ${bad}every process tunes each layout again at its first write (about 0.2 s)`;
