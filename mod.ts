@@ -48,8 +48,10 @@ export { autotune } from "./autotune/autotune.ts";
 /** Options, layouts and outcomes of {@link autotune}. */
 export type { AutotuneOptions, AutotuneOutcome, LayoutSpec } from "./autotune/autotune.ts";
 
-/** Synchronises a device and throws `OUT_OF_RANGE_LOC` if earlier writes skipped rows. */
+/** Waits for a stream and throws `OUT_OF_RANGE_LOC` if earlier writes on it skipped rows. */
 export { checkErrors } from "./src/check_errors.ts";
+/** Which stream {@link checkErrors} checks. */
+export type { CheckErrorsOptions } from "./src/check_errors.ts";
 
 /** A tensor in GPU memory (metadata plus a device address), and its factories. */
 export { DeviceTensor, allocTensor, fromHost, wrapDevicePointer } from "./src/tensor.ts";

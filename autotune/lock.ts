@@ -3,10 +3,20 @@
  *
  * Synchronous on purpose: the callers (profile writes, first-use tuning) sit on a synchronous
  * dispatch path, and a held lock is expected to be short or to end in a result worth waiting for.
+ *
+ * A lock that cannot be proven alive is broken once it is older than staleMs. Its age is what its
+ * holder wrote (createdAt) when that is a time in the past; a createdAt in the future or that is
+ * no time at all proves nothing, and then the file's mtime tells the age, or, when that lies in
+ * the future too, how long this process has been looking at it.
+ *
+ * A lock path that is not a regular file (a symlink, a directory, a FIFO, a device) is never
+ * followed, opened or read: it cannot be judged, so it is reported as unusable at once instead of
+ * being waited on.
  */
-import { closeSync, linkSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, linkSync, lstatSync, openSync, renameSync, unlinkSync, writeSync } from "node:fs";
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
+import { readRegularFile } from "./regular_file.ts";
 
 export interface LockInfo {
   pid: number;
@@ -38,7 +48,9 @@ export interface HeldLock {
 export type TryLockResult =
   | { ok: true; lock: HeldLock }
   | { ok: false; reason: "held"; holder: LockInfo | null; ageMs: number }
-  | { ok: false; reason: "error"; error: NodeJS.ErrnoException };
+  | { ok: false; reason: "error"; error: NodeJS.ErrnoException }
+  /** Something that is not a lock file sits at the lock path; `detail` says what. */
+  | { ok: false; reason: "unusable"; detail: string };
 
 export class LockTimeoutError extends Error {
   constructor(
@@ -53,6 +65,20 @@ export class LockTimeoutError extends Error {
     this.name = "LockTimeoutError";
   }
 }
+
+/** The lock path holds something that cannot be a lock (see {@link TryLockResult}). */
+export class LockUnusableError extends Error {
+  constructor(
+    readonly lockPath: string,
+    readonly detail: string,
+  ) {
+    super(`${detail}, so it cannot serve as a lock (remove it)`);
+    this.name = "LockUnusableError";
+  }
+}
+
+// Lock files hold one short JSON object; anything longer is garbage and is not read further.
+const MAX_LOCK_BYTES = 4096;
 
 // A breaker holds the guard for a few syscalls; anything older was left by a crash.
 const GUARD_STALE_MS = 5_000;
@@ -77,6 +103,7 @@ export function tryLock(target: string, opts: { staleMs: number }): TryLockResul
 
     const seen = inspect(lockPath);
     if (seen === null) continue; // released between our attempt and the look: just retry
+    if ("unusable" in seen) return { ok: false, reason: "unusable", detail: seen.unusable };
     if (!isStale(seen, opts.staleMs, lockPath)) {
       return { ok: false, reason: "held", holder: seen.info, ageMs: seen.ageMs };
     }
@@ -85,13 +112,15 @@ export function tryLock(target: string, opts: { staleMs: number }): TryLockResul
     }
   }
   const seen = inspect(lockPath);
+  if (seen !== null && "unusable" in seen) return { ok: false, reason: "unusable", detail: seen.unusable };
   return { ok: false, reason: "held", holder: seen?.info ?? null, ageMs: seen?.ageMs ?? 0 };
 }
 
 /**
  * Runs fn while holding `<target>.lock`, waiting up to timeoutMs for it.
- * Throws LockTimeoutError on timeout, or the filesystem error when the lock cannot be created
- * at all (missing or read-only dir); fn's own errors propagate after the lock is released.
+ * Throws LockTimeoutError on timeout, LockUnusableError at once when the lock path is not a regular
+ * file, or the filesystem error when the lock cannot be created at all (missing or read-only dir);
+ * fn's own errors propagate after the lock is released.
  */
 export function withLock<T>(target: string, opts: LockOptions, fn: () => T): T {
   const lockPath = lockPathFor(target);
@@ -109,6 +138,7 @@ export function withLock<T>(target: string, opts: LockOptions, fn: () => T): T {
       }
     }
     if (r.reason === "error") throw r.error;
+    if (r.reason === "unusable") throw new LockUnusableError(lockPath, r.detail);
     const waited = Date.now() - start;
     if (waited >= opts.timeoutMs) throw new LockTimeoutError(lockPath, r.holder, waited);
     sleepMs(Math.min(poll + Math.random() * poll, opts.timeoutMs - waited));
@@ -164,7 +194,7 @@ function createExclusive(lockPath: string): { ok: true; lock: HeldLock } | { ok:
         released = true;
         heldHere.delete(lockPath);
         const now = inspect(lockPath);
-        if (now !== null && now.info?.token === info.token) tryUnlink(lockPath);
+        if (now !== null && !("unusable" in now) && now.info?.token === info.token) tryUnlink(lockPath);
       },
     },
   };
@@ -178,20 +208,36 @@ interface Seen {
   ageMs: number;
 }
 
-function inspect(lockPath: string): Seen | null {
-  let raw: string;
-  let st: ReturnType<typeof statSync>;
-  try {
-    st = statSync(lockPath);
-    raw = readFileSync(lockPath, "utf8");
-  } catch {
-    return null;
+/** The lock file as it is now; null when there is none; unusable when it is not a regular file. */
+function inspect(lockPath: string): Seen | { unusable: string } | null {
+  const read = readRegularFile(lockPath, { maxBytes: MAX_LOCK_BYTES, followLinks: false });
+  if (!read.ok) return read.why === "missing" ? null : { unusable: read.detail };
+  const raw = new TextDecoder().decode(read.bytes);
+  const info = read.size > MAX_LOCK_BYTES ? null : parseInfo(raw);
+  const { ino, mtimeMs } = read;
+  return { raw, info, ino, mtimeMs, ageMs: ageOf(info, mtimeMs, `${lockPath}\0${ino}\0${raw}`) };
+}
+
+// When this process first saw a lock whose age nothing else can tell, by path, inode and content.
+const firstSeen = new Map<string, number>();
+const FIRST_SEEN_KEPT = 256;
+
+/**
+ * How old a lock is. A parseable lock carries its own birth time, which survives clock-coarse
+ * mtimes; an unparseable one is one whose holder died between create and write, and only its
+ * mtime tells. Times in the future (a skewed clock, a garbage value) are never trusted.
+ */
+function ageOf(info: LockInfo | null, mtimeMs: number, identity: string): number {
+  const now = Date.now();
+  const claimed = info?.createdAt;
+  if (claimed !== undefined && Number.isFinite(claimed) && claimed <= now) return now - claimed;
+  if (Number.isFinite(mtimeMs) && mtimeMs <= now) return now - mtimeMs;
+  let seen = firstSeen.get(identity);
+  if (seen === undefined) {
+    if (firstSeen.size >= FIRST_SEEN_KEPT) firstSeen.clear();
+    firstSeen.set(identity, (seen = now));
   }
-  const info = parseInfo(raw);
-  // An unparseable lock is one whose holder died between create and write: only its mtime
-  // tells its age. A parseable one carries its own birth time, which survives clock-coarse mtimes.
-  const born = info?.createdAt ?? Number(st.mtimeMs);
-  return { raw, info, ino: Number(st.ino), mtimeMs: Number(st.mtimeMs), ageMs: Math.max(0, Date.now() - born) };
+  return now - seen;
 }
 
 function parseInfo(raw: string): LockInfo | null {
@@ -243,7 +289,8 @@ function breakStale(lockPath: string, judged: Seen): boolean {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "EEXIST") {
       try {
-        if (Date.now() - Number(statSync(guardPath).mtimeMs) > GUARD_STALE_MS) tryUnlink(guardPath);
+        const st = lstatSync(guardPath);
+        if (ageOf(null, Number(st.mtimeMs), `${guardPath}\0${Number(st.ino)}`) > GUARD_STALE_MS) tryUnlink(guardPath);
       } catch {
         // gone already
       }
@@ -254,6 +301,7 @@ function breakStale(lockPath: string, judged: Seen): boolean {
   try {
     const now = inspect(lockPath);
     if (now === null) return true; // its holder released it: the lock is free
+    if ("unusable" in now) return false;
     if (now.raw !== judged.raw || now.ino !== judged.ino || now.mtimeMs !== judged.mtimeMs) return false;
     const aside = `${lockPath}.stale.${process.pid}.${randomBytes(6).toString("hex")}`;
     try {
@@ -261,13 +309,9 @@ function breakStale(lockPath: string, judged: Seen): boolean {
     } catch {
       return false;
     }
-    let movedRaw: string | null = null;
-    try {
-      movedRaw = readFileSync(aside, "utf8");
-    } catch {
-      // unreadable: treat as changed and try to put it back
-    }
-    if (movedRaw !== judged.raw) {
+    // Unreadable counts as changed: it is put back.
+    const moved = inspect(aside);
+    if (moved === null || "unusable" in moved || moved.raw !== judged.raw) {
       try {
         linkSync(aside, lockPath); // fails rather than overwrite if someone locked meanwhile
       } catch {

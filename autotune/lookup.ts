@@ -8,9 +8,10 @@
  */
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
+import { envFlag, envNumber, type Env, type Warn } from "../ffi/environment.ts";
 import { PACKAGE_ROOT } from "../ffi/package_root.ts";
-import { cacheDir, profilePath, type Env } from "./cache_dir.ts";
-import { LockTimeoutError, withLock } from "./lock.ts";
+import { cacheDir, profilePath } from "./cache_dir.ts";
+import { LockTimeoutError, LockUnusableError, withLock } from "./lock.ts";
 import {
   LayoutKeySchema,
   LayoutProfileSchema,
@@ -25,7 +26,7 @@ import { ensureDir, readProfileFile, writeProfileFile, type ReadResult } from ".
 
 export type LookupSource = "memory" | "user" | "bundled" | "none";
 
-export type Warn = (line: string) => void;
+export type { Warn };
 
 /** Measures one layout on the current GPU. Injected so tests can pass a fake measurement. */
 export type TuneFn = (identity: GpuIdentity, layoutKey: string) => LayoutProfile;
@@ -94,19 +95,21 @@ export const BUNDLED_PROFILES_DIR: string = join(PACKAGE_ROOT, "autotune", "prof
  */
 export const DEFAULT_TUNE_LOCK = { timeoutMs: 60_000, staleMs: 10 * 60_000 } as const;
 
-/** Overrides DEFAULT_TUNE_LOCK.timeoutMs: a positive whole number of milliseconds. */
+/**
+ * Overrides DEFAULT_TUNE_LOCK.timeoutMs: whole milliseconds up to a day; 0 does not wait at all
+ * (one try, which still takes over a lock whose holder died).
+ */
 export const TUNE_WAIT_ENV = "MLA_KV_TUNE_WAIT_MS";
+const TUNE_WAIT_RANGE = { min: 0, max: 86_400_000, default: DEFAULT_TUNE_LOCK.timeoutMs };
 
-/** MLA_KV_AUTOTUNE=0 (or false/off/no) turns tuning off; lookups still use stored profiles. */
-export function autotuneEnabled(env: Env): boolean {
-  const v = env.MLA_KV_AUTOTUNE?.trim().toLowerCase();
-  return !(v === "0" || v === "false" || v === "off" || v === "no");
+/** MLA_KV_AUTOTUNE off (0, false, no, off, empty) turns tuning off; lookups still use stored profiles. */
+export function autotuneEnabled(env: Env, warn?: Warn): boolean {
+  return envFlag("MLA_KV_AUTOTUNE", true, { env, warn });
 }
 
-/** MLA_KV_QUIET: anything but unset, empty, 0, false, off or no silences tuning lines and warnings. */
-export function quietRequested(env: Env): boolean {
-  const v = env.MLA_KV_QUIET?.trim().toLowerCase();
-  return v !== undefined && v !== "" && v !== "0" && v !== "false" && v !== "off" && v !== "no";
+/** MLA_KV_QUIET on (1, true, yes, on) silences tuning lines and profile warnings. */
+export function quietRequested(env: Env, warn?: Warn): boolean {
+  return envFlag("MLA_KV_QUIET", false, { env, warn });
 }
 
 const defaultWarn: Warn = (line) => console.warn(line);
@@ -147,7 +150,7 @@ export class ProfileLookup {
     const canTune = opts.canTune ?? true;
     const lockOpts = opts.tuneLock ?? { ...DEFAULT_TUNE_LOCK, timeoutMs: this.#tuneWaitMs(env, warn) };
     if (opts.force === true && canTune) return this.#tuneUnderLock(opts.identity, key, env, warn, opts.tune, lockOpts, true);
-    const enabled = autotuneEnabled(env);
+    const enabled = autotuneEnabled(env, this.#onceVia(warn));
     const found = this.#lookup(opts.identity, key, env, warn, canTune && enabled);
     if (found.layout !== null) return found;
     if (!canTune) return { ...found, why: "cannot-tune" };
@@ -164,22 +167,17 @@ export class ProfileLookup {
   }
 
   #tuneWaitMs(env: Env, warn: Warn): number {
-    const raw = env[TUNE_WAIT_ENV];
-    if (raw === undefined || raw.trim() === "") return DEFAULT_TUNE_LOCK.timeoutMs;
-    const ms = /^\d+$/.test(raw.trim()) ? Number(raw.trim()) : Number.NaN;
-    if (Number.isSafeInteger(ms) && ms > 0) return ms;
-    this.#warnOnce(
-      warn,
-      `env:${TUNE_WAIT_ENV}:${raw}`,
-      `mla-kv: ${TUNE_WAIT_ENV}=${JSON.stringify(raw)} is not a positive whole number of milliseconds; ` +
-        `waiting up to ${seconds(DEFAULT_TUNE_LOCK.timeoutMs)} for another process's tune`,
-    );
-    return DEFAULT_TUNE_LOCK.timeoutMs;
+    return envNumber(TUNE_WAIT_ENV, TUNE_WAIT_RANGE, { env, warn: this.#onceVia(warn) });
+  }
+
+  /** `warn`, saying each line once per lookup (as the environment's warnings are). */
+  #onceVia(warn: Warn): Warn {
+    return (line) => this.#warnOnce(warn, `line:${line}`, line);
   }
 
   #lookup(identity: GpuIdentity, key: string, env: Env, warn: Warn, willTune: boolean): LookupResult {
     const id = identityKey(identity);
-    const path = profilePath(cacheDir(env), identity);
+    const path = profilePath(cacheDir(env, undefined, this.#onceVia(warn)), identity);
 
     const remembered = this.#memory.get(id)?.get(key);
     if (remembered !== undefined) return { source: "memory", layout: remembered, path };
@@ -237,7 +235,7 @@ export class ProfileLookup {
     lockOpts: { timeoutMs: number; staleMs: number },
     force: boolean,
   ): GetOrTuneResult {
-    const dir = cacheDir(env);
+    const dir = cacheDir(env, undefined, this.#onceVia(warn));
     const path = profilePath(dir, identity);
     const id = identityKey(identity);
 
@@ -284,8 +282,12 @@ export class ProfileLookup {
       });
     } catch (e) {
       if (entered) throw e;
-      // Any other failure to lock (an unwritable lock file, say) is no reason not to tune.
-      if (!(e instanceof LockTimeoutError)) return run();
+      // Any other failure to lock (an unwritable lock file, say) is no reason not to tune; one
+      // that will fail every time (something that is not a lock file at its path) is said once.
+      if (!(e instanceof LockTimeoutError)) {
+        if (e instanceof LockUnusableError) this.#warnOnce(warn, `tune-lock:${lockTarget}`, `mla-kv: ${e.message}; tuning ${key} without it`);
+        return run();
+      }
       this.#gaveUp.add(lockTarget);
       // The lookup once more, never tuning: the holder may have saved its profile just as we gave
       // up, and a bundled profile for this layout, were there one, beats the built-in rule.

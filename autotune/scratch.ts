@@ -20,6 +20,7 @@ import { layoutRowBytes, type WriteLayout } from "../src/layout_key.ts";
 import { allocTensor, fromHost, type DeviceTensor } from "../src/tensor.ts";
 import { isPaged, isQuantized } from "../src/vocabulary.ts";
 import { pageBytes } from "../src/write_format.ts";
+import { Random } from "./random.ts";
 
 /** The caches together are at least this many L2s when memory allows. */
 export const COLD_L2_FACTOR = 4;
@@ -76,21 +77,9 @@ export function scratchShape(layout: WriteLayout, budget: number, l2Bytes: numbe
   return null;
 }
 
-/** Unique random slots in [0, capacity): a partial Fisher-Yates shuffle, seeded. */
+/** Unique random slots in [0, capacity), seeded. */
 export function randomSlots(n: number, capacity: number, seed: number): Int32Array {
-  const all = new Int32Array(capacity);
-  for (let i = 0; i < capacity; ++i) all[i] = i;
-  let x = seed | 1;
-  for (let i = 0; i < n; ++i) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    const j = i + ((x >>> 0) % (capacity - i));
-    const t = all[i]!;
-    all[i] = all[j]!;
-    all[j] = t;
-  }
-  return all.slice(0, n);
+  return Int32Array.from(new Random(seed).uniqueSlots(n, capacity));
 }
 
 /**

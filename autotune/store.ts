@@ -1,22 +1,15 @@
 /**
- * Reading and writing one profile file. Reads never throw and never trust a bad file; writes are
- * atomic (temp file + rename) and merge with what other processes wrote meanwhile.
+ * Reading and writing one profile file. Reads never throw, never block and never trust a bad file;
+ * writes are atomic (temp file + rename) and merge with what other processes wrote meanwhile.
+ *
+ * Because every write is a rename of a whole file, a file that does not parse was not cut off by
+ * a crash mid-write: something else wrote it, and it is simply corrupt.
  */
-import {
-  closeSync,
-  fstatSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readSync,
-  renameSync,
-  statSync,
-  unlinkSync,
-  writeSync,
-} from "node:fs";
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { LockTimeoutError, withLock } from "./lock.ts";
+import { readRegularFile } from "./regular_file.ts";
 import {
   ProfileHeaderSchema,
   ProfileSchema,
@@ -31,8 +24,8 @@ import {
 
 export type ReadFailureReason =
   | "missing"
+  | "empty"
   | "corrupt"
-  | "truncated"
   | "invalid"
   | "foreign"
   | "future-schema"
@@ -68,18 +61,17 @@ const MAX_PROFILE_BYTES = 8 * 1024 * 1024;
 
 const DEFAULT_WRITE_LOCK = { timeoutMs: 20_000, staleMs: 10_000 };
 
+/**
+ * The profile at `path`, checked against `identity`. Only a regular file is read (a FIFO, a
+ * directory or a symlink to a device is "unreadable"), without blocking and at most 8 MiB of it.
+ */
 export function readProfileFile(path: string, identity: GpuIdentity): ReadResult {
-  let bytes: Uint8Array;
-  try {
-    bytes = readBounded(path);
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    // ENOTDIR: a path component is a regular file, so there is no profile there either.
-    if (err.code === "ENOENT" || err.code === "ENOTDIR") return { ok: false, reason: "missing", detail: path };
-    if (err.code === "EFBIG") return { ok: false, reason: "corrupt", detail: err.message };
-    return { ok: false, reason: "unreadable", detail: `${err.code ?? "error"}: ${err.message}` };
+  const read = readRegularFile(path, { maxBytes: MAX_PROFILE_BYTES, followLinks: true });
+  if (!read.ok) return { ok: false, reason: read.why === "missing" ? "missing" : "unreadable", detail: read.detail };
+  if (read.size > MAX_PROFILE_BYTES) {
+    return { ok: false, reason: "corrupt", detail: `file is ${read.size} bytes, more than a profile can be` };
   }
-  return parseProfileBytes(bytes, identity);
+  return parseProfileBytes(read.bytes, identity);
 }
 
 /** The checks of readProfileFile, on bytes already in hand. */
@@ -90,17 +82,12 @@ export function parseProfileBytes(bytes: Uint8Array, identity: GpuIdentity): Rea
   } catch {
     return { ok: false, reason: "corrupt", detail: "not UTF-8 text" };
   }
+  if (text.trim() === "") return { ok: false, reason: "empty", detail: bytes.length === 0 ? "0 bytes" : "only blank space" };
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch (e) {
-    const shape = classifyBadJson(text);
-    return {
-      ok: false,
-      // An empty file is a write cut off before its first byte.
-      reason: shape === "corrupt" ? "corrupt" : "truncated",
-      detail: shape === "empty" ? "empty file" : `${shape === "truncated" ? "cut off: " : ""}${(e as Error).message}`,
-    };
+    return { ok: false, reason: "corrupt", detail: (e as Error).message };
   }
   if (value === null || typeof value !== "object" || Array.isArray(value)) {
     return { ok: false, reason: "invalid", detail: "not a JSON object" };
@@ -185,154 +172,6 @@ export function ensureDir(dir: string): string | null {
     return `cannot stat ${dir}: ${err.code ?? "error"}: ${err.message}`;
   }
   return null;
-}
-
-function readBounded(path: string): Uint8Array {
-  const fd = openSync(path, "r");
-  try {
-    const size = fstatSync(fd).size;
-    if (size > MAX_PROFILE_BYTES) {
-      const err: NodeJS.ErrnoException = new Error(`file is ${size} bytes, more than a profile can be`);
-      err.code = "EFBIG";
-      throw err;
-    }
-    const buf = new Uint8Array(size);
-    let off = 0;
-    while (off < size) {
-      const n = readSync(fd, buf, off, size - off, off);
-      if (n === 0) break; // shrank while we read: parse what is there, the checks will judge it
-      off += n;
-    }
-    return buf.subarray(0, off);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/**
- * Tells a file cut off mid-write (a valid beginning of a JSON object that just stops) from one
- * that is garbage. Trailing NULs count as nothing: a crash after the size was extended but before
- * the data landed leaves exactly that.
- */
-export function classifyBadJson(text: string): "empty" | "truncated" | "corrupt" {
-  const body = text.replace(/^\uFEFF/, "").replace(/[\s\0]+$/, "").trimStart();
-  if (body === "") return "empty";
-  if (body[0] !== "{") return "corrupt";
-  return jsonPrefixState(body) === "prefix" ? "truncated" : "corrupt";
-}
-
-const NUMBER_RE = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
-const NUMBER_PREFIX_RE = /^-?(?:0|[1-9][0-9]*)?(?:\.[0-9]*)?(?:[eE][+-]?[0-9]*)?$/;
-const LITERALS = ["true", "false", "null"];
-
-/** Whether `s` is a whole JSON value, a proper prefix of one, or neither. */
-export function jsonPrefixState(s: string): "complete" | "prefix" | "invalid" {
-  type Expect = "value" | "value-or-close" | "key" | "key-or-close" | "colon" | "comma-or-close" | "end";
-  const stack: string[] = [];
-  let expect: Expect = "value";
-  const afterValue = (): Expect => (stack.length === 0 ? "end" : "comma-or-close");
-  let i = 0;
-  while (i < s.length) {
-    const c = s[i]!;
-    if (c === " " || c === "\t" || c === "\n" || c === "\r") {
-      i++;
-      continue;
-    }
-    if (expect === "end") return "invalid";
-    if (expect === "colon") {
-      if (c !== ":") return "invalid";
-      expect = "value";
-      i++;
-      continue;
-    }
-    if (expect === "comma-or-close") {
-      if (c === ",") expect = stack[stack.length - 1] === "}" ? "key" : "value";
-      else if (c === stack[stack.length - 1]) {
-        stack.pop();
-        expect = afterValue();
-      } else return "invalid";
-      i++;
-      continue;
-    }
-    if (expect === "key" || expect === "key-or-close") {
-      if (expect === "key-or-close" && c === "}") {
-        stack.pop();
-        expect = afterValue();
-        i++;
-        continue;
-      }
-      if (c !== '"') return "invalid";
-      const end = scanString(s, i);
-      if (end < 0) return end === -1 ? "prefix" : "invalid";
-      i = end;
-      expect = "colon";
-      continue;
-    }
-    // a value is expected
-    if (expect === "value-or-close" && c === "]") {
-      stack.pop();
-      expect = afterValue();
-      i++;
-    } else if (c === "{" || c === "[") {
-      stack.push(c === "{" ? "}" : "]");
-      expect = c === "{" ? "key-or-close" : "value-or-close";
-      i++;
-    } else if (c === '"') {
-      const end = scanString(s, i);
-      if (end < 0) return end === -1 ? "prefix" : "invalid";
-      i = end;
-      expect = afterValue();
-    } else if (c === "-" || (c >= "0" && c <= "9")) {
-      let j = i;
-      while (j < s.length && /[-+0-9.eE]/.test(s[j]!)) j++;
-      const token = s.slice(i, j);
-      NUMBER_RE.lastIndex = i;
-      const m = NUMBER_RE.exec(s);
-      const whole = m !== null && m[0].length === token.length;
-      if (j === s.length) return whole && stack.length === 0 ? "complete" : NUMBER_PREFIX_RE.test(token) ? "prefix" : "invalid";
-      if (!whole) return "invalid";
-      i = j;
-      expect = afterValue();
-    } else if (c >= "a" && c <= "z") {
-      let j = i;
-      while (j < s.length && s[j]! >= "a" && s[j]! <= "z") j++;
-      const token = s.slice(i, j);
-      if (j === s.length) {
-        if (LITERALS.includes(token)) return stack.length === 0 ? "complete" : "prefix";
-        return LITERALS.some((l) => l.startsWith(token)) ? "prefix" : "invalid";
-      }
-      if (!LITERALS.includes(token)) return "invalid";
-      i = j;
-      expect = afterValue();
-    } else return "invalid";
-  }
-  return expect === "end" ? "complete" : "prefix";
-}
-
-/** Index after the closing quote of the string opening at `start`; -1 if the text ends inside it, -2 if it is malformed. */
-function scanString(s: string, start: number): number {
-  let i = start + 1;
-  while (i < s.length) {
-    const c = s.charCodeAt(i);
-    if (c === 0x22) return i + 1;
-    if (c < 0x20) return -2;
-    if (c === 0x5c) {
-      const e = s[i + 1];
-      if (e === undefined) return -1;
-      if (e === "u") {
-        const hex = s.slice(i + 2, i + 6);
-        if (!/^[0-9a-fA-F]*$/.test(hex)) return -2;
-        if (hex.length < 4) return -1;
-        i += 6;
-        continue;
-      }
-      if (!'"\\/bfnrt'.includes(e)) return -2;
-      i += 2;
-      continue;
-    }
-    i++;
-  }
-  return -1;
 }
 
 /** null on success; else why the write failed (the target is left untouched). */

@@ -21,13 +21,13 @@
 import { Bench } from "tinybench";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import { allocTensor, deviceInfo, gpuProblem, libraryInfo, setMlaKvBuffer, Stream, type Warps } from "../mod.ts";
 import { check, native } from "../ffi/native.ts";
 import { startFailure } from "../ffi/diagnose.ts";
 import { PACKAGE_ROOT } from "../ffi/package_root.ts";
 import { allocScratch, type Scratch } from "../autotune/scratch.ts";
 import { timeGraphPerCall } from "../autotune/graph_timer.ts";
+import { EXIT, exitStatusHelp, parseFlags, UsageError } from "../cli/usage.ts";
 import { createMeasurer } from "../autotune/measure.ts";
 import { tuneOnDevice } from "../autotune/tune.ts";
 import { planSetMlaKvBuffer } from "../src/layout.ts";
@@ -74,26 +74,40 @@ interface Row {
   chosen: string;
 }
 
+const HELP = `Usage: bun run bench [--layout bf16|u8]... [--part core|fp8|pdl|reserved]... [--quick] [--out DIR]
+
+Times mla-kv's default write on GPU 0 beside the kernels engines already have (bench/peers.cuh),
+with and without PDL, and the fp8, PDL and reserved-slot parts (see the README's Benchmark
+section); writes the results and plots to DIR (default bench/results). Needs \`bun run build --bench\`.
+
+${exitStatusHelp("the library did not load")}
+`;
+
+const OPTIONS = {
+  layout: { type: "string", multiple: true },
+  part: { type: "string", multiple: true },
+  quick: { type: "boolean", default: false },
+  out: { type: "string", default: join(PACKAGE_ROOT, "bench", "results") },
+  help: { type: "boolean", short: "h", default: false },
+} as const;
+
 function main(): number {
-  const { values } = parseArgs({
-    options: {
-      layout: { type: "string", multiple: true },
-      part: { type: "string", multiple: true },
-      quick: { type: "boolean", default: false },
-      out: { type: "string", default: join(PACKAGE_ROOT, "bench", "results") },
-      help: { type: "boolean", short: "h", default: false },
-    },
-    strict: true,
-  });
+  let values: { layout?: string[]; part?: string[]; quick: boolean; out: string; help: boolean };
+  try {
+    values = parseFlags(process.argv.slice(2), OPTIONS);
+    for (const p of values.part ?? []) if (!(PARTS as readonly string[]).includes(p)) throw new UsageError(`unknown --part ${p} (${PARTS.join(", ")})`);
+    for (const l of values.layout ?? []) if (!(l in LAYOUTS)) throw new UsageError(`unknown --layout ${l} (bf16 or u8)`);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    console.error(`bench: ${error.message}; see --help.`);
+    return EXIT.usage;
+  }
   if (values.help) {
-    console.log("usage: bun run bench [--layout bf16|u8]... [--part core|fp8|pdl|reserved]... [--quick] [--out DIR]\n" +
-      "Needs an NVIDIA GPU and `bun run build --bench`. Exit status: 0 done, 1 a failure, 3 no usable GPU here.");
-    return 0;
+    process.stdout.write(HELP);
+    return EXIT.ok;
   }
   const parts = new Set((values.part ?? [...PARTS]) as Part[]);
-  for (const p of parts) if (!PARTS.includes(p)) throw new Error(`bench: unknown --part ${p} (${PARTS.join(", ")})`);
   const layouts = (values.layout ?? ["bf16", "u8"]) as LayoutName[];
-  for (const l of layouts) if (!(l in LAYOUTS)) throw new Error(`bench: unknown --layout ${l} (bf16 or u8)`);
 
   const problem = gpuProblem(0);
   if (problem !== null) {

@@ -7,14 +7,15 @@
  *   bun run inspect [--json]
  */
 import { join } from "node:path";
-import { parseArgs } from "node:util";
+import { MlaKvError } from "../ffi/errors.ts";
 import { libraryInfo } from "../ffi/native.ts";
 import { deviceCount, deviceInfo, supportsPath } from "../src/device.ts";
-import { cacheDir, profilePath } from "../autotune/cache_dir.ts";
+import { cacheDir, cacheDirProblem, profilePath, type Env } from "../autotune/cache_dir.ts";
 import { gpuIdentity, PACKAGE_VERSION } from "../autotune/identity.ts";
-import { BUNDLED_PROFILES_DIR } from "../autotune/lookup.ts";
+import { autotuneEnabled, BUNDLED_PROFILES_DIR } from "../autotune/lookup.ts";
 import { identityKey, type Profile } from "../autotune/profile.ts";
 import { readProfileFile } from "../autotune/store.ts";
+import { EXIT, exitStatusHelp, firstLine, parseFlags, UsageError } from "./usage.ts";
 
 interface ProfileReport {
   source: "user" | "bundled" | "none";
@@ -28,11 +29,8 @@ export interface InspectReport {
   packageVersion: string;
   library: { path: string; buildId: string; abiVersion: number } | { error: string };
   cacheDir: string;
-  gpus: Array<Record<string, unknown>> | { error: string };
-}
-
-function firstLine(error: unknown): string {
-  return (error instanceof Error ? error.message : String(error)).split("\n")[0]!;
+  /** The GPUs, or why none can be used (`noGpu`: the library works, but finds no GPU). */
+  gpus: Array<Record<string, unknown>> | { error: string; noGpu?: boolean };
 }
 
 function summarise(profile: Profile): Pick<ProfileReport, "createdAt" | "layouts"> {
@@ -44,7 +42,7 @@ function summarise(profile: Profile): Pick<ProfileReport, "createdAt" | "layouts
 }
 
 /** The profile a GPU's writes will read: the user file if valid, else a bundled one, else none. */
-function profileFor(device: number, dir: string): ProfileReport {
+function profileFor(device: number, dir: string, env: Env): ProfileReport {
   const identity = gpuIdentity(device);
   const user = profilePath(dir, identity);
   const mine = readProfileFile(user, identity);
@@ -52,11 +50,24 @@ function profileFor(device: number, dir: string): ProfileReport {
   const bundled = join(BUNDLED_PROFILES_DIR, `${identityKey(identity)}.json`);
   const shipped = readProfileFile(bundled, identity);
   if (shipped.ok) return { source: "bundled", path: bundled, ...summarise(shipped.profile) };
-  const note = mine.reason === "missing" ? "none yet: the first write of each layout tunes it (about 0.2 s)" : `user file ${mine.reason}: ${mine.detail}; it will be replaced`;
-  return { source: "none", path: null, note };
+  return { source: "none", path: null, note: whatFirstUseDoes(mine.ok || mine.reason === "missing" ? null : `${mine.reason}: ${mine.detail}`, dir, env) };
 }
 
-export function inspect(env: NodeJS.ProcessEnv = process.env): InspectReport {
+/** What the first write of a layout with no profile does here: tune and save, tune only, or neither. */
+function whatFirstUseDoes(badUserFile: string | null, dir: string, env: Env): string {
+  const bad = badUserFile === null ? "" : `the user file is ${badUserFile}; `;
+  if (!autotuneEnabled(env)) return `none: ${bad}tuning on first use is off (MLA_KV_AUTOTUNE), so writes use the built-in rule`;
+  const unsavable = cacheDirProblem(dir);
+  if (unsavable !== null) {
+    return `none, and none can be saved (${unsavable}): ${bad}every process tunes each layout again at its first write (about 0.2 s)`;
+  }
+  return badUserFile === null
+    ? "none yet: the first write of each layout tunes it (about 0.2 s)"
+    : `none: ${bad}the first write of each layout tunes it again and replaces the file`;
+}
+
+/** What this machine offers mla-kv; never throws. */
+export function inspect(env: Env = process.env): InspectReport {
   const dir = cacheDir(env);
   let library: InspectReport["library"];
   try {
@@ -68,7 +79,8 @@ export function inspect(env: NodeJS.ProcessEnv = process.env): InspectReport {
   try {
     count = deviceCount();
   } catch (error) {
-    return { packageVersion: PACKAGE_VERSION, library, cacheDir: dir, gpus: { error: firstLine(error) } };
+    const noGpu = error instanceof MlaKvError && error.code === "NO_DEVICE";
+    return { packageVersion: PACKAGE_VERSION, library, cacheDir: dir, gpus: { error: firstLine(error), noGpu } };
   }
   const gpus = Array.from({ length: count }, (_, device) => {
     const info = deviceInfo(device);
@@ -82,7 +94,7 @@ export function inspect(env: NodeJS.ProcessEnv = process.env): InspectReport {
       driverVersion: info.driverVersion,
       runtimeVersion: info.runtimeVersion,
       paths: (["vector", "tma"] as const).filter((p) => supportsPath(device, p)),
-      profile: profileFor(device, dir),
+      profile: profileFor(device, dir, env),
     };
   });
   return { packageVersion: PACKAGE_VERSION, library, cacheDir: dir, gpus };
@@ -100,7 +112,7 @@ export function formatInspect(r: InspectReport): string {
     lines.push(`GPUs: none usable (${r.gpus.error})`);
     return lines.join("\n");
   }
-  lines.push(`GPUs: ${r.gpus.length}`);
+  lines.push(r.gpus.length === 0 ? "GPUs: none (the driver reports no GPU)" : `GPUs: ${r.gpus.length}`);
   for (const g of r.gpus) {
     const p = g.profile as ProfileReport;
     lines.push(`  ${g.index}  ${g.name}  sm_${String(g.computeCapability).replace(".", "")}  ${g.smCount} SMs  L2 ${(Number(g.l2Bytes) / 2 ** 20).toFixed(0)} MB  ` +
@@ -119,17 +131,55 @@ export function formatInspect(r: InspectReport): string {
   return lines.join("\n");
 }
 
-export function main(argv: readonly string[]): number {
-  let json = false;
-  try {
-    json = parseArgs({ args: [...argv], options: { json: { type: "boolean", default: false } }, strict: true }).values.json ?? false;
-  } catch (error) {
-    console.error(`inspect: ${firstLine(error)}; usage: bun run inspect [--json]`);
-    return 2;
-  }
-  const report = inspect();
-  console.log(json ? JSON.stringify(report, null, 2) : formatInspect(report));
-  return 0;
+/** The exit status a report means: the library did not load, there is no GPU here, or all is well. */
+export function inspectStatus(r: InspectReport): number {
+  if ("error" in r.library) return EXIT.failed;
+  if (!Array.isArray(r.gpus)) return r.gpus.noGpu === true ? EXIT.noGpu : EXIT.failed;
+  return r.gpus.length === 0 ? EXIT.noGpu : EXIT.ok;
 }
 
-if (import.meta.main) process.exit(main(process.argv.slice(2)));
+/** The --help of the command, run as `program` (`bun run inspect`, `mla-kv inspect`). */
+export function inspectHelp(program = "bun run inspect"): string {
+  return `Usage: ${program} [--json]
+
+Shows what this machine offers mla-kv: the library file in use and its build, each NVIDIA GPU
+with its properties and the write paths it runs, and the profile its writes will use (the user
+file, a bundled one, or none yet, and what the first write of a layout will then do).
+
+Flags:
+  --json       Print the report as JSON instead of text.
+  -h, --help   Show this help.
+
+Environment: MLA_KV_LIBRARY (which library), MLA_KV_CACHE_DIR (where profiles live),
+MLA_KV_AUTOTUNE (whether first use tunes).
+
+${exitStatusHelp("the library did not load, or the GPUs could not be asked about")}
+The report is printed in every case.
+`;
+}
+
+const OPTIONS = {
+  json: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+/** The command; returns the exit status. `program` is how the user ran it, for --help. */
+export function main(argv: readonly string[], program = "bun run inspect"): number {
+  let flags: { json?: boolean; help?: boolean };
+  try {
+    flags = parseFlags(argv, OPTIONS);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    process.stderr.write(`inspect: ${error.message}; see --help.\n`);
+    return EXIT.usage;
+  }
+  if (flags.help === true) {
+    process.stdout.write(inspectHelp(program));
+    return EXIT.ok;
+  }
+  const report = inspect();
+  process.stdout.write(`${flags.json === true ? JSON.stringify(report, null, 2) : formatInspect(report)}\n`);
+  return inspectStatus(report);
+}
+
+if (import.meta.main) process.exitCode = main(process.argv.slice(2));

@@ -2,20 +2,59 @@
 /**
  * The package's command, `bunx mla-kv <command>`: one command per file, loaded on demand.
  *   inspect    the library, the GPUs and their profiles (cli/inspect.ts)
- *   autotune   tune this machine's GPUs by hand (autotune/cli.ts)
+ *   autotune   tune this machine's GPUs by hand (cli/autotune.ts)
  */
-export {}; // a module, so top-level await is allowed
+import { PACKAGE_VERSION } from "../autotune/identity.ts";
+import { EXIT } from "./usage.ts";
 
-const [command, ...rest] = process.argv.slice(2);
-const usage = "usage: mla-kv <inspect|autotune> [flags]   (mla-kv autotune --help for its flags)";
-switch (command) {
-  case "inspect":
-    process.exitCode = (await import("./inspect.ts")).main(rest);
-    break;
-  case "autotune":
-    process.exitCode = await (await import("../autotune/cli.ts")).main(rest);
-    break;
-  default:
-    console.error(command === undefined || command === "--help" ? usage : `mla-kv: unknown command ${JSON.stringify(command)}; ${usage}`);
-    process.exitCode = command === "--help" ? 0 : 2;
+export const USAGE = `Usage: mla-kv <command> [flags]
+
+Commands:
+  inspect    The library in use, this machine's GPUs, the paths they run and their profiles.
+  autotune   Tune the KV-cache write on this machine's GPUs and save their profiles.
+
+mla-kv <command> --help shows a command's flags and exit statuses.
+
+Flags:
+  -h, --help   Show this help.
+  --version    Print the version of mla-kv.
+
+Exit status: ${EXIT.ok} for --help and --version; ${EXIT.usage} for no command or an unknown one; else the command's.
+`;
+
+/** Where the command's text goes. */
+export interface Output {
+  stdout(text: string): void;
+  stderr(text: string): void;
 }
+
+const processOutput: Output = {
+  stdout: (text) => void process.stdout.write(text),
+  stderr: (text) => void process.stderr.write(text),
+};
+
+/** Runs `mla-kv argv…`; returns the exit status. */
+export async function main(argv: readonly string[], out: Output = processOutput): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case "inspect":
+      return (await import("./inspect.ts")).main(rest, "mla-kv inspect");
+    case "autotune":
+      return (await import("./autotune.ts")).main(rest, "mla-kv autotune");
+    case "-h":
+    case "--help":
+      out.stdout(USAGE);
+      return EXIT.ok;
+    case "--version":
+      out.stdout(`${PACKAGE_VERSION}\n`);
+      return EXIT.ok;
+    case undefined:
+      out.stdout(USAGE);
+      return EXIT.usage;
+    default:
+      out.stderr(`mla-kv: unknown command ${JSON.stringify(command)}; mla-kv --help lists the commands.\n`);
+      return EXIT.usage;
+  }
+}
+
+if (import.meta.main) process.exitCode = await main(process.argv.slice(2));

@@ -9,6 +9,7 @@
  */
 
 import { MlaKvError, type MlaKvErrorCode } from "./errors.ts";
+import { envFlag } from "./environment.ts";
 import { join } from "node:path";
 import { buildIdMismatch } from "./build_id.ts";
 import { diagnoseNoDevice, permissionError } from "./diagnose.ts";
@@ -162,8 +163,7 @@ export function check(status: number, fnName: string, argument?: string): void {
 }
 
 function isTraceEnabled(): boolean {
-  const value = process.env.MLA_KV_TRACE;
-  return value !== undefined && value !== "" && value !== "0";
+  return envFlag("MLA_KV_TRACE", false);
 }
 
 /** Renders one argument of a traced call; pure for testing. */

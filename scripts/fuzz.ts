@@ -17,8 +17,6 @@
  * almost every case, and timing them is not what is being tested. The standard layouts still
  * dispatch through the bundled profiles, the odd ones through the built-in rule.
  */
-import { parseArgs } from "node:util";
-
 process.env.MLA_KV_AUTOTUNE ??= "0";
 import { check, native } from "../ffi/native.ts";
 import { startFailure } from "../ffi/diagnose.ts";
@@ -36,21 +34,47 @@ import {
 } from "../mod.ts";
 import { allocTensor } from "../src/tensor.ts";
 import { dtypeBytes } from "../src/dtypes.ts";
+import { Random } from "../autotune/random.ts";
+import { EXIT, exitStatusHelp, firstLine, parseFlags, UsageError } from "../cli/usage.ts";
 
-const { values } = parseArgs({
-  options: {
+const HELP = `Usage: bun run fuzz [--cases N] [--seed N] [--max-n N]
+
+Random writes on GPU 0, each checked byte for byte against the host reference over the whole
+cache and a guard region before and after it. A failure prints the seed and the case.
+
+Flags:
+  --cases N    Cases to run (default 10000).
+  --seed N     Seed of the run (default: a random one, printed); the same seed, the same cases.
+  --max-n N    The largest n a case draws (default 70000).
+  -h, --help   Show this help.
+
+${exitStatusHelp("a case wrote a wrong byte or was refused (or the library did not load)")}
+`;
+
+let values: { cases: string; seed?: string; "max-n": string; help?: boolean };
+try {
+  values = parseFlags(process.argv.slice(2), {
     cases: { type: "string", default: "10000" },
     seed: { type: "string" },
     "max-n": { type: "string", default: "70000" },
-  },
-  strict: true,
-});
-const CASES = Number(values.cases);
-const MAX_N = Number(values["max-n"]);
-const SEED = values.seed !== undefined ? Number(values.seed) : Math.floor(Math.random() * 2 ** 31);
+    help: { type: "boolean", short: "h" },
+  });
+} catch (error) {
+  if (!(error instanceof UsageError)) throw error;
+  console.error(`fuzz: ${error.message}; see --help.`);
+  process.exit(EXIT.usage);
+}
+if (values.help === true) {
+  process.stdout.write(HELP);
+  process.exit(EXIT.ok);
+}
+const wholeNumber = (text: string | undefined) => (text !== undefined && /^[0-9]+$/.test(text) ? Number(text) : Number.NaN);
+const CASES = wholeNumber(values.cases);
+const MAX_N = wholeNumber(values["max-n"]);
+const SEED = values.seed !== undefined ? wholeNumber(values.seed) : Math.floor(Math.random() * 2 ** 31);
 if (!Number.isSafeInteger(CASES) || CASES < 1 || !Number.isSafeInteger(MAX_N) || MAX_N < 1 || !Number.isSafeInteger(SEED)) {
-  console.error("fuzz: --cases, --max-n and --seed take positive integers");
-  process.exit(2);
+  console.error("fuzz: --cases and --max-n take whole numbers from 1, --seed a whole number; see --help.");
+  process.exit(EXIT.usage);
 }
 
 const problem = gpuProblem(0);
@@ -61,34 +85,13 @@ if (problem !== null) {
 }
 
 // ---- a seeded generator ---------------------------------------------------------------------
-let state = (SEED ^ 0x9e3779b9) >>> 0 || 1;
-const next = () => {
-  state ^= state << 13;
-  state >>>= 0;
-  state ^= state >>> 17;
-  state ^= state << 5;
-  state >>>= 0;
-  return state;
-};
-const below = (n: number) => Math.floor((next() / 0x100000000) * n);
-const chance = (p: number) => next() / 0x100000000 < p;
-const pick = <T>(xs: readonly T[]): T => xs[below(xs.length)]!;
+const rng = new Random(SEED);
 // Source bytes come from one pool of random bytes made once, at a random offset per case:
 // generating 100 MB per large case would cost more than the write and its check.
 const POOL_BYTES = 192 * 2 ** 20;
-const pool = new Uint8Array(POOL_BYTES);
-{
-  const words = new Uint32Array(pool.buffer);
-  let x = next() | 1;
-  for (let i = 0; i < words.length; ++i) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    words[i] = x >>> 0;
-  }
-}
+const pool = rng.bytes(POOL_BYTES);
 function randomBytes(length: number): Uint8Array {
-  const start = below(POOL_BYTES - length);
+  const start = rng.below(POOL_BYTES - length);
   return pool.subarray(start, start + length);
 }
 
@@ -122,67 +125,59 @@ interface CaseResult {
 
 function runCase(index: number): CaseResult {
   // Layout
-  let [dtype, nope, rope] = pick(STANDARD);
-  if (chance(0.3)) {
-    dtype = pick(["bf16", "fp16", "u8"] as DType[]);
-    nope = 1 + below(560 / eb(dtype));
-    rope = below(130 / eb(dtype));
+  let [dtype, nope, rope] = rng.pick(STANDARD);
+  if (rng.chance(0.3)) {
+    dtype = rng.pick(["bf16", "fp16", "u8"] as DType[]);
+    nope = 1 + rng.below(560 / eb(dtype));
+    rope = rng.below(130 / eb(dtype));
   }
   const e = eb(dtype);
-  const width = nope + rope + (chance(0.3) ? 1 + below(32) : 0);
+  const width = nope + rope + (rng.chance(0.3) ? 1 + rng.below(32) : 0);
   // n: a few empty, mostly log-uniform up to 8192, and 2 % between 16384 and the maximum
   const small = Math.min(MAX_N, 8192);
-  const n = chance(0.02)
+  const n = rng.chance(0.02)
     ? 0
-    : chance(0.02) && MAX_N > 16384
-      ? 16384 + below(MAX_N - 16384 + 1)
-      : Math.floor(Math.exp((next() / 0x100000000) * Math.log(small + 1))) - 1;
-  const capacity = n + 1 + below(Math.max(1, n >> 1) + 64);
-  const locDtype = chance(0.5) ? "i32" : "i64";
+    : rng.chance(0.02) && MAX_N > 16384
+      ? 16384 + rng.below(MAX_N - 16384 + 1)
+      : Math.floor(Math.exp(rng.float() * Math.log(small + 1))) - 1;
+  const capacity = n + 1 + rng.below(Math.max(1, n >> 1) + 64);
+  const locDtype = rng.chance(0.5) ? "i32" : "i64";
   // Cache placement: 16-byte aligned, or only element-aligned
-  const cacheOffset = GUARD + (chance(0.7) ? 0 : e * (1 + below(7)));
+  const cacheOffset = GUARD + (rng.chance(0.7) ? 0 : e * (1 + rng.below(7)));
   const cacheBytes = capacity * width * e;
   const region = cacheOffset + cacheBytes + GUARD; // guards on both sides
   // Sources: contiguous, slices of one wider tensor, or [n, 1, d] views
-  const layoutKind = pick(["contiguous", "slices", "views"] as const);
-  const extra = layoutKind === "slices" ? below(40) : 0;
+  const layoutKind = rng.pick(["contiguous", "slices", "views"] as const);
+  const extra = layoutKind === "slices" ? rng.below(40) : 0;
   const srcStride = layoutKind === "slices" ? nope + rope + extra : 0;
-  const srcOffset = chance(0.7) ? 0 : e * (1 + below(7));
+  const srcOffset = rng.chance(0.7) ? 0 : e * (1 + rng.below(7));
   const nopeBytesPerRow = (layoutKind === "slices" ? srcStride : nope) * e;
   const ropeBytesPerRow = (layoutKind === "slices" ? srcStride : rope) * e;
   const nopeHost = randomBytes(srcOffset + Math.max(1, n) * nopeBytesPerRow + 16);
   const ropeHost = layoutKind === "slices" ? nopeHost : randomBytes(srcOffset + Math.max(1, n) * ropeBytesPerRow + 16);
   // Slots: unique, then some padding and some out of range
-  const slots = new Int32Array(capacity);
-  for (let i = 0; i < capacity; ++i) slots[i] = i;
-  for (let i = 0; i < n; ++i) {
-    const j = i + below(capacity - i);
-    const t = slots[i]!;
-    slots[i] = slots[j]!;
-    slots[j] = t;
-  }
-  const loc = Array.from(slots.subarray(0, n));
-  const oddsBad = chance(0.3) ? 0.05 : 0;
+  const loc = rng.uniqueSlots(n, capacity);
+  const oddsBad = rng.chance(0.3) ? 0.05 : 0;
   let outOfRange = 0, firstBad = -1;
   for (let i = 0; i < n; ++i) {
-    if (chance(oddsBad)) loc[i] = -1 - below(1000);
-    else if (chance(oddsBad)) {
-      loc[i] = capacity + below(100000);
+    if (rng.chance(oddsBad)) loc[i] = -1 - rng.below(1000);
+    else if (rng.chance(oddsBad)) {
+      loc[i] = capacity + rng.below(100000);
       ++outOfRange;
       if (firstBad < 0) firstBad = i;
     }
   }
   // Path
-  const mode = pick(["auto", "auto", "vector", "tma"] as const);
-  const warps = pick([1, 2, 4, 8, 16] as Warps[]);
-  const rowsPerWarp = pick([1, 2, 4] as RowsPerWarp[]);
-  const pdl = chance(0.5);
+  const mode = rng.pick(["auto", "auto", "vector", "tma"] as const);
+  const warps = rng.pick([1, 2, 4, 8, 16] as Warps[]);
+  const rowsPerWarp = rng.pick([1, 2, 4] as RowsPerWarp[]);
+  const pdl = rng.chance(0.5);
   const description = `case ${index}: ${dtype} ${nope}+${rope} in rows of ${width}, n=${n}, capacity=${capacity}, ${locDtype} loc, ` +
     `${layoutKind} sources (+${srcOffset} B), cache +${cacheOffset - GUARD} B, ${mode}${mode === "auto" ? "" : ` w${warps} r${rowsPerWarp}`}, pdl=${pdl}, ` +
     `${outOfRange} out of range`;
 
   // Device side: poison the region, upload sources and loc, describe them as tensors.
-  const poison = below(256);
+  const poison = rng.below(256);
   check(lib.mla_kv_memset(0, cacheArena.ptr, poison, region, stream.handle), "memset");
   upload(nopeArena.ptr, nopeHost);
   if (ropeHost !== nopeHost) upload(ropeArena.ptr, ropeHost);
@@ -229,10 +224,11 @@ function runCase(index: number): CaseResult {
     }
     refused = true;
   }
-  // checkErrors synchronises the device, so the write has finished before anything is read back.
+  // checkErrors waits for the stream the write ran on, so it has finished before anything is read
+  // back, and reads that stream's count of skipped rows.
   let reported = 0;
   try {
-    checkErrors(0);
+    checkErrors({ stream });
   } catch (error) {
     if (!(error instanceof MlaKvError && error.code === "OUT_OF_RANGE_LOC")) throw error;
     reported = Number(/(\d+) row\(s\)/.exec(error.message)?.[1] ?? -1);
@@ -278,4 +274,4 @@ for (const t of [cacheArena, nopeArena, ropeArena, locArena]) t.free();
 stream.destroy();
 const seconds = (performance.now() - t0) / 1000;
 console.log(`fuzz: seed ${SEED}: ${CASES - failures} of ${CASES} cases byte-exact, ${(bytes / 2 ** 30).toFixed(2)} GiB checked (cache and guard regions), ${failures} failed, in ${seconds.toFixed(1)} s`);
-process.exit(failures === 0 ? 0 : 1);
+process.exit(failures === 0 ? EXIT.ok : EXIT.failed);

@@ -5,6 +5,29 @@
  * the CUDA toolkit) on the PATH. First-use tuning is off here: it would only add timing launches.
  */
 import { join, resolve } from "node:path";
+import { EXIT, parseFlags, UsageError } from "../cli/usage.ts";
+
+const HELP = `Usage: bun run sanitize
+
+Runs scripts/sanitize_cases.ts (writes on both paths, checked byte for byte) under each of
+compute-sanitizer's memcheck, racecheck, synccheck and initcheck, one summary line per tool.
+Needs a GPU and compute-sanitizer (part of the CUDA toolkit) on the PATH.
+
+Exit status: ${EXIT.ok} clean; ${EXIT.failed} not clean, a wrong byte, or compute-sanitizer is missing; ${EXIT.usage} bad flags.
+`;
+
+let help: boolean | undefined;
+try {
+  help = parseFlags(process.argv.slice(2), { help: { type: "boolean", short: "h" } }).help;
+} catch (error) {
+  if (!(error instanceof UsageError)) throw error;
+  console.error(`sanitize: ${error.message}; see --help.`);
+  process.exit(EXIT.usage);
+}
+if (help === true) {
+  process.stdout.write(HELP);
+  process.exit(EXIT.ok);
+}
 
 const root = resolve(import.meta.dir, "..");
 const tools = ["memcheck", "racecheck", "synccheck", "initcheck"];

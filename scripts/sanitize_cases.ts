@@ -93,7 +93,7 @@ for (const path of paths) {
   }
 }
 
-checkErrors(0);
+checkErrors({ stream });
 stream.destroy();
 console.log(`sanitize-cases: ${writes} writes, ${wrong === 0 ? "every byte right" : `${wrong} WRONG`}`);
 process.exit(wrong === 0 ? 0 : 1);

@@ -2,56 +2,63 @@
  * Reports rows that earlier writes skipped because their loc was past the end of the cache.
  *
  * The kernel cannot throw, and checking on every write would force a host sync per decode step,
- * so out-of-range rows are counted on the device and reported here, at points where the caller
- * synchronises anyway (Stream.synchronize, DeviceTensor.download, or an explicit call).
+ * so out-of-range rows are counted on the device, per stream, and reported here, at points where
+ * the caller synchronises anyway (Stream.synchronize, DeviceTensor.download, or an explicit call).
  *
  * @module
  */
 
-import { check, native } from "../ffi/native.ts";
-import { MLA_KV_ERR_OUT_OF_RANGE_LOC } from "../ffi/abi.ts";
-import { MlaKvError } from "../ffi/errors.ts";
-import { validateDevice } from "./validate.ts";
+import { describeValue, invalidArgument } from "../ffi/errors.ts";
+import { refuseDuringCapture } from "./capture.ts";
+import { checkStreamErrors } from "./error_slots.ts";
+import { Stream, streamHandleFor } from "./stream.ts";
+import { validateDevice, validateOptionKeys } from "./validate.ts";
 
-/** The message for `count` skipped rows, the first of which was at row index `firstIndex`. */
-export function outOfRangeMessage(count: number, firstIndex: number, device = 0): string {
-  return (
-    `setMlaKvBuffer skipped ${count} row(s) whose loc was >= the cache capacity ` +
-    `(first at row index ${firstIndex}) on device ${device}; those rows were not written`
-  );
+export { outOfRangeMessage } from "./error_slots.ts";
+
+/** Which stream {@link checkErrors} checks. */
+export interface CheckErrorsOptions {
+  /** The device; default: the stream's, else 0. */
+  device?: number;
+  /** The stream whose writes are checked; default: the device's legacy default stream. */
+  stream?: Stream;
 }
 
 /**
- * Waits for the default stream of `device`, then throws if any write on it since the last check
- * skipped rows whose loc was >= the cache capacity. Reading the count also clears it, so each
- * problem is reported once. Writes on other streams are reported by their own
- * `Stream.synchronize()`.
+ * Waits for one stream, then throws if any write on it since the last check skipped rows whose
+ * loc was >= the cache capacity. Reading the count also clears it, so each problem is reported
+ * once. Each stream counts its own writes (a graph's replay counts where it was launched):
  *
- * @throws {MlaKvError} `OUT_OF_RANGE_LOC` when rows were skipped; `NO_DEVICE`/`CUDA` from the driver.
+ * - `checkErrors()`: the legacy default stream of device 0 (which also waits for the other
+ *   blocking streams of the device, but reports only the default stream's writes);
+ * - `checkErrors(device)` or `checkErrors({ device })`: the default stream of that device;
+ * - `checkErrors({ stream })`: that stream, as {@link Stream.synchronize} does.
+ *
+ * @throws {MlaKvError} `OUT_OF_RANGE_LOC` when rows were skipped; `CAPTURE` while a stream is
+ * being captured; `INVALID_ARGUMENT` for a bad device or stream, or a stream of another device;
+ * `NO_DEVICE`/`CUDA` from the driver.
  *
  * @example
  * ```ts
- * setMlaKvBuffer(kvBuffer, loc, kNope, kRope);
- * checkErrors(kvBuffer.device); // throws MlaKvError("OUT_OF_RANGE_LOC") if some loc >= capacity
+ * setMlaKvBuffer(kvBuffer, loc, kNope, kRope, { stream });
+ * checkErrors({ stream }); // throws MlaKvError("OUT_OF_RANGE_LOC") if some loc >= capacity
  * ```
  */
-export function checkErrors(device = 0): void {
-  validateDevice(device, "device");
-  checkStreamErrors(device, 0);
-}
-
-/**
- * Waits for the stream with the raw handle `stream` (0: the default stream) of `device`, then
- * throws if writes on it skipped rows since its last check. Each stream counts its own rows.
- *
- * @throws {MlaKvError} `OUT_OF_RANGE_LOC` when rows were skipped; `NO_DEVICE`/`CUDA` from the driver.
- */
-export function checkStreamErrors(device: number, stream: number): void {
-  const count = new BigInt64Array(1);
-  const firstIndex = new BigInt64Array(1);
-  const status = native().mla_kv_check_errors(device, stream, count, firstIndex);
-  if (status === MLA_KV_ERR_OUT_OF_RANGE_LOC) {
-    throw new MlaKvError("OUT_OF_RANGE_LOC", outOfRangeMessage(Number(count[0]), Number(firstIndex[0]), device));
+export function checkErrors(target: number | CheckErrorsOptions = {}): void {
+  let device: number;
+  let handle = 0;
+  if (typeof target === "number") {
+    device = validateDevice(target, "device");
+  } else {
+    const opts = validateOptionKeys(target, "options", ["device", "stream"]);
+    if (opts === undefined) throw invalidArgument("options", `expected a device index or { device?, stream? }, got ${describeValue(target)}`);
+    const stream = opts.stream as Stream | undefined;
+    if (stream !== undefined && !(stream instanceof Stream)) {
+      throw invalidArgument("options.stream", `expected a Stream, got ${describeValue(stream)}`);
+    }
+    device = opts.device === undefined ? (stream?.device ?? 0) : validateDevice(opts.device, "options.device");
+    handle = streamHandleFor(stream, device, "options.stream");
   }
-  check(status, "mla_kv_check_errors");
+  refuseDuringCapture("checkErrors()", "it waits for the GPU, whose work is only being recorded");
+  checkStreamErrors(device, handle);
 }

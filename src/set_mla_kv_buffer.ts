@@ -11,9 +11,10 @@ import { tableFor } from "./dispatch_tables.ts";
 import { pathBlocker, pathMayRun } from "./eligibility.ts";
 import { launchWrite } from "./launch.ts";
 import { planSetMlaKvBuffer, type PlanOptions, type SetMlaKvBufferPlan } from "./layout.ts";
+import { captureInProgress, recordCapturedUses } from "./capture.ts";
 import { Stream, streamHandleFor } from "./stream.ts";
 import type { DeviceTensor } from "./tensor.ts";
-import { validateDevice } from "./validate.ts";
+import { isPlainObject, validateDevice } from "./validate.ts";
 import {
   PATHS,
   REQUESTED_FORMATS,
@@ -125,8 +126,8 @@ const quoted = (names: readonly string[]) => names.map((n) => `"${n}"`).join(", 
 // can write `{ stream: maybeStream }`.
 function readOptions(options: unknown): ReadOptions {
   if (options === undefined) return NO_OPTIONS;
-  if (options === null || typeof options !== "object" || Array.isArray(options)) {
-    throw invalidArgument("options", `expected an options object, got ${describeValue(options)}`);
+  if (!isPlainObject(options)) {
+    throw invalidArgument("options", `expected a plain options object ({ … }), got ${describeValue(options)}`);
   }
   const read: ReadOptions = { ...NO_OPTIONS };
   for (const key in options) {
@@ -306,6 +307,8 @@ export function setMlaKvBuffer(
   const config = chooseConfig(plan, opts);
   // After every host-side check, so argument errors never depend on which GPU (if any) is there.
   requireSupportedArchitecture(plan.device);
+  // A graph being captured replays these addresses: it keeps their memory alive until destroyed.
+  if (captureInProgress()) recordCapturedUses(plan.device, stream, kRope === undefined ? [kvBuffer, loc, kNope] : [kvBuffer, loc, kNope, kRope]);
   launchWrite(plan, config, { stream, pdl: opts.pdl ?? writeDefaults().pdl, reservedSlot, scale });
 }
 

@@ -6,9 +6,10 @@
  */
 
 import { check, native } from "../ffi/native.ts";
-import { checkStreamErrors } from "./check_errors.ts";
+import { beginCapture, endCapture, refuseDuringCapture, releaseAll, type GraphHold } from "./capture.ts";
+import { checkStreamErrors } from "./error_slots.ts";
 import { describeValue, invalidArgument, MlaKvError } from "../ffi/errors.ts";
-import { validateDevice } from "./validate.ts";
+import { validateDevice, validateOptionKeys, validatePointer } from "./validate.ts";
 
 function readHandle(out: BigUint64Array): number {
   return Number(out[0]);
@@ -22,14 +23,8 @@ function validateCallback(fn: unknown, argument: string): asserts fn is () => un
   if (typeof fn !== "function") throw invalidArgument(argument, `expected a function, got ${describeValue(fn)}`);
 }
 
-// Captures begun through Stream.capture that have not ended yet. While one is open, this thread
-// must not synchronise or allocate (the capture mode is thread-local), so first-use tuning waits.
-let openCaptures = 0;
-
-/** True while a {@link Stream.capture} is in progress on this thread. */
-export function captureInProgress(): boolean {
-  return openCaptures > 0;
-}
+/** True while a {@link Stream.capture} is in progress on this thread (first-use tuning waits then). */
+export { captureInProgress } from "./capture.ts";
 
 /**
  * A CUDA stream on one device. Work issued on one stream runs in order; mla-kv never
@@ -39,20 +34,39 @@ export function captureInProgress(): boolean {
 export class Stream {
   /** The device the stream belongs to. */
   readonly device: number;
+  /** True when {@link Stream.destroy} destroys the CUDA stream: one made by {@link Stream.create}. */
+  readonly owned: boolean;
   readonly #handle: number;
   #destroyed = false;
 
-  private constructor(device: number, handle: number) {
+  private constructor(device: number, handle: number, owned: boolean) {
     this.device = device;
     this.#handle = handle;
+    this.owned = owned;
   }
 
-  /** Creates a new stream on `device`. Destroy it with {@link Stream.destroy} (or `using`). */
-  static create(device = 0): Stream {
-    validateDevice(device, "device");
+  /** Creates a new stream on `device` (default 0). Destroy it with {@link Stream.destroy} (or `using`). */
+  static create(device?: number): Stream {
+    const index = device === undefined ? 0 : validateDevice(device, "device");
     const out = new BigUint64Array(1);
-    check(native().mla_kv_stream_create(device, out), "mla_kv_stream_create", "device");
-    return new Stream(device, readHandle(out));
+    // An index the caller passed is to blame when there is no such device; none passed, none is.
+    check(native().mla_kv_stream_create(index, out), "mla_kv_stream_create", device === undefined ? undefined : "device");
+    return new Stream(index, readHandle(out), true);
+  }
+
+  /**
+   * A stream someone else made (another library's `cudaStream_t`, as a number or bigint) on
+   * `options.device` (default 0), for writes and checks. mla-kv never destroys it: its
+   * {@link Stream.destroy} only frees the error slot the library keeps for it, and must be called
+   * before the owner destroys the stream.
+   */
+  static wrap(handle: number | bigint, options?: { device?: number }): Stream {
+    const opts = validateOptionKeys(options, "options", ["device"]);
+    const device = validateDevice(opts?.device ?? 0, "options.device");
+    if (handle === 0 || handle === 0n) {
+      throw invalidArgument("handle", "expected a stream another library created; the legacy default stream is Stream.default()");
+    }
+    return new Stream(device, validatePointer(handle, "handle", "cudaStream_t"), false);
   }
 
   /**
@@ -61,7 +75,7 @@ export class Stream {
    */
   static default(device = 0): Stream {
     validateDevice(device, "device");
-    return new Stream(device, 0);
+    return new Stream(device, 0, false);
   }
 
   /** The raw `cudaStream_t` as a number (0 for the default stream). */
@@ -81,18 +95,18 @@ export class Stream {
   }
 
   /**
-   * Waits for all work on this stream, then reports rows that writes on it (and replays of
-   * graphs launched on it) skipped because of an out-of-range loc.
+   * Waits for the work on this stream only, then reports rows that writes on it skipped because
+   * of an out-of-range loc (see {@link checkErrors}); other streams' reports stay theirs.
    *
-   * @throws {MlaKvError} `CAPTURE` while the stream is being captured (waiting would invalidate
-   * the capture); `OUT_OF_RANGE_LOC` when earlier writes skipped rows.
+   * @throws {MlaKvError} `CAPTURE` while a stream is being captured (waiting would invalidate
+   * the capture); `OUT_OF_RANGE_LOC` when earlier writes on this stream skipped rows.
    */
   synchronize(): void {
     const handle = this.handle;
+    refuseDuringCapture("Stream.synchronize()", "waiting would invalidate the capture");
     if (this.isCapturing()) {
       throw new MlaKvError("CAPTURE", "Stream.synchronize() cannot run while the stream is being captured; synchronize after capture() returns", "stream");
     }
-    check(native().mla_kv_stream_synchronize(this.device, handle), "mla_kv_stream_synchronize");
     checkStreamErrors(this.device, handle);
   }
 
@@ -107,6 +121,11 @@ export class Stream {
    * Records everything `fn` issues on this stream into a graph and returns it, instantiated and
    * ready to {@link Graph.replay}. Nothing runs during capture. `fn` must be synchronous: the
    * capture ends when it returns, so work after an `await` would fall outside the graph.
+   *
+   * The graph keeps the device memory of the tensors its writes use alive until it is destroyed:
+   * `free()` of such a tensor meanwhile only marks it disposed, and the memory is freed when the
+   * last graph holding it is destroyed. Inside `fn`, calls that allocate, free, copy to or from the
+   * host or wait for the GPU throw `CAPTURE`.
    *
    * @throws {MlaKvError} `CAPTURE` for the default stream or an async `fn`; whatever `fn` throws
    * is rethrown after the capture is ended and discarded.
@@ -128,38 +147,53 @@ export class Stream {
     const symbols = native();
     check(symbols.mla_kv_stream_begin_capture(this.device, handle), "mla_kv_stream_begin_capture");
     let result: unknown;
-    openCaptures++;
+    const capture = beginCapture(this.device, handle);
     try {
       result = fn();
     } catch (error) {
-      this.#abandonCapture(handle);
+      this.#abandonCapture(handle, capture.held);
       throw error;
     } finally {
-      openCaptures--;
+      endCapture(capture);
     }
     if (isThenable(result)) {
-      this.#abandonCapture(handle);
+      this.#abandonCapture(handle, capture.held);
       throw new MlaKvError("CAPTURE", "capture() needs a synchronous function: the capture ends when fn returns, so work after an await would not be recorded", "fn");
     }
     const out = new BigUint64Array(1);
-    check(symbols.mla_kv_stream_end_capture(this.device, handle, out), "mla_kv_stream_end_capture");
-    return new Graph(this.device, readHandle(out));
+    try {
+      check(symbols.mla_kv_stream_end_capture(this.device, handle, out), "mla_kv_stream_end_capture");
+    } catch (error) {
+      releaseAll(capture.held);
+      throw error;
+    }
+    return new Graph(this.device, readHandle(out), [...capture.held]);
   }
 
-  // Ends a capture whose body failed, so the stream is usable again. Its own failures are
-  // swallowed on purpose: the error from the body is the one the caller needs to see.
-  #abandonCapture(handle: number): void {
+  // Ends a capture whose body failed, so the stream is usable again, and lets go of the memory
+  // its writes held. Its own failures are swallowed on purpose: the error from the body is the
+  // one the caller needs to see.
+  #abandonCapture(handle: number, held: Iterable<GraphHold>): void {
     const symbols = native();
     const out = new BigUint64Array(1);
     if (symbols.mla_kv_stream_end_capture(this.device, handle, out) === 0 && out[0] !== 0n) {
       symbols.mla_kv_graph_destroy(this.device, readHandle(out));
     }
+    try {
+      releaseAll(held);
+    } catch {
+      // the body's error wins
+    }
   }
 
-  /** Destroys the stream (no-op for the default stream, and when already destroyed). */
+  /**
+   * Destroys the stream (no-op for the default stream, and when already destroyed). A wrapped
+   * stream is not destroyed: only the library's error slot for it is freed.
+   */
   destroy(): void {
     if (this.#destroyed || this.#handle === 0) return;
-    check(native().mla_kv_stream_destroy(this.device, this.#handle), "mla_kv_stream_destroy");
+    if (this.owned) check(native().mla_kv_stream_destroy(this.device, this.#handle), "mla_kv_stream_destroy");
+    else check(native().mla_kv_stream_release(this.device, this.#handle), "mla_kv_stream_release");
     this.#destroyed = true;
   }
 
@@ -180,17 +214,22 @@ export function streamHandleFor(stream: Stream | undefined, device: number, argu
   return stream.handle;
 }
 
-/** An instantiated CUDA graph from {@link Stream.capture}. */
+/**
+ * An instantiated CUDA graph from {@link Stream.capture}. Until it is destroyed it keeps alive the
+ * device memory of the tensors its writes use (see {@link Stream.capture}).
+ */
 export class Graph {
   /** The device the graph runs on. */
   readonly device: number;
   readonly #handle: number;
+  readonly #held: readonly GraphHold[];
   #destroyed = false;
 
   /** @internal Graphs come from {@link Stream.capture}. */
-  constructor(device: number, handle: number) {
+  constructor(device: number, handle: number, held: readonly GraphHold[] = []) {
     this.device = device;
     this.#handle = handle;
+    this.#held = held;
   }
 
   /** The raw `cudaGraphExec_t` as a number. */
@@ -206,11 +245,15 @@ export class Graph {
     check(native().mla_kv_graph_launch(this.device, handle, streamHandle), "mla_kv_graph_launch");
   }
 
-  /** Frees the graph (no-op when already destroyed). */
+  /**
+   * Frees the graph (no-op when already destroyed), then lets go of the memory it kept alive: a
+   * tensor freed while this graph held it is freed now, if no other graph holds it.
+   */
   destroy(): void {
     if (this.#destroyed) return;
     check(native().mla_kv_graph_destroy(this.device, this.#handle), "mla_kv_graph_destroy");
     this.#destroyed = true;
+    releaseAll(this.#held);
   }
 
   [Symbol.dispose](): void {
@@ -223,18 +266,20 @@ export class Event {
   readonly device: number;
   readonly #handle: number;
   #destroyed = false;
+  // CUDA reports timing of an event never recorded as an opaque failure; this says which one.
+  #recorded = false;
 
   private constructor(device: number, handle: number) {
     this.device = device;
     this.#handle = handle;
   }
 
-  /** Creates an event on `device`. */
-  static create(device = 0): Event {
-    validateDevice(device, "device");
+  /** Creates an event on `device` (default 0). */
+  static create(device?: number): Event {
+    const index = device === undefined ? 0 : validateDevice(device, "device");
     const out = new BigUint64Array(1);
-    check(native().mla_kv_event_create(device, out), "mla_kv_event_create", "device");
-    return new Event(device, readHandle(out));
+    check(native().mla_kv_event_create(index, out), "mla_kv_event_create", device === undefined ? undefined : "device");
+    return new Event(index, readHandle(out));
   }
 
   /** The raw `cudaEvent_t` as a number. */
@@ -247,13 +292,24 @@ export class Event {
   record(stream?: Stream): void {
     const streamHandle = streamHandleFor(stream, this.device, "stream");
     check(native().mla_kv_event_record(this.device, this.handle, streamHandle), "mla_kv_event_record");
+    this.#recorded = true;
   }
 
   /** Waits for this event, then returns the milliseconds since `start` was reached. */
   elapsedSince(start: Event): number {
     if (!(start instanceof Event)) throw invalidArgument("start", `expected an Event, got ${describeValue(start)}`);
+    if (start.device !== this.device) {
+      throw invalidArgument("start", `expected an event of device ${this.device}, got one of device ${start.device}`);
+    }
+    const startHandle = start.handle;
+    const endHandle = this.handle;
+    if (!start.#recorded) throw invalidArgument("start", "this event was never recorded; call start.record(stream) before the work to time");
+    if (!this.#recorded) {
+      throw new MlaKvError("INVALID_ARGUMENT", "Event.elapsedSince(): this event was never recorded; call record(stream) on it after the work to time", "event");
+    }
+    refuseDuringCapture("Event.elapsedSince()", "it waits for the event");
     const out = new Float32Array(1);
-    check(native().mla_kv_event_elapsed_ms(this.device, start.handle, this.handle, out), "mla_kv_event_elapsed_ms");
+    check(native().mla_kv_event_elapsed_ms(this.device, startHandle, endHandle, out), "mla_kv_event_elapsed_ms");
     return out[0]!;
   }
 

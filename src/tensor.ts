@@ -9,12 +9,14 @@
  */
 
 import { check, native } from "../ffi/native.ts";
-import { checkStreamErrors } from "./check_errors.ts";
+import { refuseDuringCapture, type CapturedUse, type GraphHold } from "./capture.ts";
+import { checkStreamErrors } from "./error_slots.ts";
 import { DTYPES, type DType, type HostArrayOf } from "./dtypes.ts";
 import { describeValue, invalidArgument, MlaKvError } from "../ffi/errors.ts";
 import { streamHandleFor, type Stream } from "./stream.ts";
 import {
   contiguousStrides,
+  describeNumber,
   isContiguousLayout,
   validateDType,
   validateDevice,
@@ -36,10 +38,44 @@ export interface AllocOptions {
   device?: number;
 }
 
-// Shared by a tensor and every view of it, so that freeing the owner marks all views as
-// disposed: a view must not outlive the memory it points into.
-interface Allocation {
-  freed: boolean;
+/**
+ * @internal One device allocation, shared by a tensor and every view of it, so that freeing the
+ * owner marks all views as disposed: a view must not outlive the memory it points into. Graphs
+ * that captured writes using it hold it; its memory goes back when it was freed and none does.
+ */
+export class Allocation implements GraphHold {
+  /** The owner's free() ran: the memory is no longer the caller's to use. */
+  freed = false;
+  #graphs = 0;
+  #returned = false;
+
+  /** `owned`: mla-kv allocated it (allocTensor, fromHost) and frees it; else someone else owns it. */
+  constructor(
+    readonly device: number,
+    readonly ptr: number,
+    readonly owned: boolean,
+  ) {}
+
+  /** The owner's free(): the memory goes back now, or when the last graph holding it is destroyed. */
+  free(): void {
+    if (this.owned && this.#graphs === 0) this.#giveBack();
+    this.freed = true;
+  }
+
+  hold(): void {
+    this.#graphs++;
+  }
+
+  release(): void {
+    this.#graphs--;
+    if (this.#graphs === 0 && this.freed && this.owned) this.#giveBack();
+  }
+
+  #giveBack(): void {
+    if (this.#returned) return;
+    check(native().mla_kv_free(this.device, this.ptr), "mla_kv_free");
+    this.#returned = true;
+  }
 }
 
 /** @internal The fields a DeviceTensor is built from; use the factories instead. */
@@ -60,7 +96,7 @@ export interface DeviceTensorInit<D extends DType> {
  * {@link DeviceTensor.free} or a `using` declaration; device memory is not garbage-collected,
  * because freeing it at an unpredictable moment could race with kernels still using it.
  */
-export class DeviceTensor<D extends DType = DType> {
+export class DeviceTensor<D extends DType = DType> implements CapturedUse {
   /** CUDA device index. */
   readonly device: number;
   /** Element type. */
@@ -88,12 +124,20 @@ export class DeviceTensor<D extends DType = DType> {
 
   /** The device address of element [0, 0, …] as a number. */
   get ptr(): number {
-    this.#assertLive("ptr");
+    DeviceTensor.#assertLive(this, "ptr");
     return this.#ptr;
   }
 
   /** True once this tensor, or the tensor whose memory it views, was freed. */
   get disposed(): boolean {
+    // An object that only inherits from DeviceTensor.prototype has none of a tensor's fields;
+    // every use of a tensor passes through here first.
+    if (!(#allocation in this)) {
+      throw invalidArgument(
+        "tensor",
+        "expected a DeviceTensor from allocTensor, fromHost, wrapDevicePointer or a view of one, got an object that only has DeviceTensor's prototype",
+      );
+    }
     return this.#disposed || this.#allocation.freed;
   }
 
@@ -120,6 +164,7 @@ export class DeviceTensor<D extends DType = DType> {
    */
   upload(host: HostArrayOf[D], options?: CopyOptions): void {
     const ptr = this.ptr;
+    refuseDuringCapture("DeviceTensor.upload()", "a copy from host memory cannot be recorded into a graph");
     const opts = validateOptionKeys(options, "options", ["stream"]);
     this.#assertContiguous("upload");
     const HostArray = DTYPES[this.dtype].HostArray;
@@ -136,23 +181,23 @@ export class DeviceTensor<D extends DType = DType> {
 
   /**
    * Copies this tensor to a new host array. Waits for `options.stream` (so earlier writes on it
-   * are visible), then reports rows that writes on that stream skipped: reading a cache back is
-   * when a caller wants to know that some rows were skipped.
+   * are visible), then reports, as {@link checkErrors} does, rows that writes on that stream
+   * skipped: reading a cache back is when a caller wants to know that some rows were skipped.
    *
-   * @throws {MlaKvError} `OUT_OF_RANGE_LOC` when earlier writes skipped rows (the copy itself
-   * completed; call again to get the data).
+   * @throws {MlaKvError} `OUT_OF_RANGE_LOC` when earlier writes on the stream skipped rows (the
+   * copy itself completed; call again to get the data); `CAPTURE` while a stream is being captured.
    */
   download(options?: CopyOptions): HostArrayOf[D] {
     const ptr = this.ptr;
+    refuseDuringCapture("DeviceTensor.download()", "it waits for the GPU, whose work is only being recorded");
     const opts = validateOptionKeys(options, "options", ["stream"]);
     this.#assertContiguous("download");
     const stream = streamHandleFor(opts?.stream as Stream | undefined, this.device, "options.stream");
     const host = new DTYPES[this.dtype].HostArray(this.numel) as HostArrayOf[D];
-    const symbols = native();
     if (host.length > 0) {
-      check(symbols.mla_kv_memcpy_dtoh(this.device, host, ptr, host.byteLength, stream), "mla_kv_memcpy_dtoh");
+      check(native().mla_kv_memcpy_dtoh(this.device, host, ptr, host.byteLength, stream), "mla_kv_memcpy_dtoh");
     }
-    check(symbols.mla_kv_stream_synchronize(this.device, stream), "mla_kv_stream_synchronize");
+    // Waits for the stream (the copy included), then reads that stream's error slot.
     checkStreamErrors(this.device, stream);
     return host;
   }
@@ -164,27 +209,32 @@ export class DeviceTensor<D extends DType = DType> {
    * the end.
    */
   narrow(dim: number, start: number, length: number): DeviceTensor<D> {
-    this.#assertLive("narrow");
+    DeviceTensor.#assertLive(this, "narrow");
     const rank = this.shape.length;
     if (!Number.isInteger(dim) || dim < -rank || dim >= rank) {
-      throw invalidArgument("dim", `expected an integer in [${-rank}, ${rank}) for shape [${this.shape.join(", ")}], got ${describeValue(dim)}`);
+      throw invalidArgument("dim", `expected an integer in [${-rank}, ${rank}) for shape [${this.shape.join(", ")}], got ${describeNumber(dim)}`);
     }
     const d = dim < 0 ? dim + rank : dim;
     const size = this.shape[d]!;
     if (!Number.isSafeInteger(start) || start < 0 || start > size) {
-      throw invalidArgument("start", `expected an integer in [0, ${size}] (dimension ${d} has size ${size}), got ${describeValue(start)}`);
+      throw invalidArgument("start", `expected an integer in [0, ${size}] (dimension ${d} has size ${size}), got ${describeNumber(start)}`);
     }
     if (!Number.isSafeInteger(length) || length < 0 || start + length > size) {
-      throw invalidArgument("length", `expected an integer in [0, ${size - start}] (dimension ${d} has size ${size}, start ${start}), got ${describeValue(length)}`);
+      throw invalidArgument("length", `expected an integer in [0, ${size - start}] (dimension ${d} has size ${size}, start ${start}), got ${describeNumber(length)}`);
     }
     const shape = [...this.shape];
     shape[d] = length;
-    return this.#derive(this.#ptr + start * this.strides[d]! * this.elementBytes, Object.freeze(shape), this.strides);
+    const ptr = this.#ptr + start * this.strides[d]! * this.elementBytes;
+    // Addresses are carried as numbers, exact only below 2^53 (see validatePointer).
+    if (!Number.isSafeInteger(ptr)) {
+      throw invalidArgument("start", `the view would begin at address ${ptr}, past 2^53 - 1, which mla-kv cannot carry exactly`);
+    }
+    return this.#derive(ptr, Object.freeze(shape), this.strides);
   }
 
   /** A contiguous view with another shape of the same element count, e.g. [n, d] → [n, 1, d]. */
   view(shape: readonly number[]): DeviceTensor<D> {
-    this.#assertLive("view");
+    DeviceTensor.#assertLive(this, "view");
     const newShape = validateShape(shape, "shape", true);
     this.#assertContiguous("view");
     const count = newShape.reduce((a, b) => a * b, 1);
@@ -196,7 +246,11 @@ export class DeviceTensor<D extends DType = DType> {
 
   /**
    * Frees the device memory of an owned tensor (its views become disposed too); for views and
-   * wrapped pointers only marks this object disposed. Safe to call twice.
+   * wrapped pointers only marks this object disposed. Safe to call twice. While a graph that
+   * captured a write using the memory lives, the memory itself is freed only when the last such
+   * graph is destroyed (so a replay never touches freed memory); the tensor is disposed at once.
+   *
+   * @throws {MlaKvError} `CAPTURE` while a stream is being captured.
    */
   free(): void {
     if (this.disposed) {
@@ -204,10 +258,15 @@ export class DeviceTensor<D extends DType = DType> {
       return;
     }
     if (this.owned) {
-      check(native().mla_kv_free(this.device, this.#ptr), "mla_kv_free");
-      this.#allocation.freed = true;
+      refuseDuringCapture("DeviceTensor.free()", "the graph being recorded may use the memory");
+      this.#allocation.free();
     }
     this.#disposed = true;
+  }
+
+  /** @internal What a graph that captures a write using this tensor keeps alive (its owner's memory). */
+  graphHold(): GraphHold | null {
+    return this.#allocation.owned ? this.#allocation : null;
   }
 
   [Symbol.dispose](): void {
@@ -218,9 +277,11 @@ export class DeviceTensor<D extends DType = DType> {
     return new DeviceTensor({ device: this.device, ptr, dtype: this.dtype, shape, strides, owned: false, allocation: this.#allocation });
   }
 
-  #assertLive(operation: string): void {
-    if (this.disposed) {
-      const why = this.#disposed ? "this tensor was freed" : "the tensor it views was freed";
+  // Static, so that an object without a tensor's fields reaches the check in `disposed` rather
+  // than failing the brand check of a private method with a TypeError.
+  static #assertLive(tensor: DeviceTensor, operation: string): void {
+    if (tensor.disposed) {
+      const why = tensor.#disposed ? "this tensor was freed" : "the tensor it views was freed";
       throw new MlaKvError("DISPOSED", `cannot use ${operation} of a disposed DeviceTensor: ${why}`, "tensor");
     }
   }
@@ -238,6 +299,7 @@ export class DeviceTensor<D extends DType = DType> {
 /** Allocates an uninitialised contiguous tensor on `options.device` (default 0). */
 export function allocTensor<D extends DType>(dtype: D, shape: readonly number[], options?: AllocOptions): DeviceTensor<D> {
   validateDType(dtype, "dtype");
+  refuseDuringCapture("allocTensor()", "allocating device memory would invalidate the capture");
   // Zero-sized allocations are refused: CUDA may return NULL for them, and a NULL tensor is
   // indistinguishable from a bug downstream.
   const dims = validateShape(shape, "shape", false);
@@ -247,14 +309,15 @@ export function allocTensor<D extends DType>(dtype: D, shape: readonly number[],
   if (!Number.isSafeInteger(bytes)) throw invalidArgument("shape", `expected at most 2^53 - 1 bytes, got [${dims.join(", ")}] of ${dtype}`);
   const out = new BigUint64Array(1);
   check(native().mla_kv_malloc(device, bytes, out), "mla_kv_malloc");
+  const ptr = Number(out[0]);
   return new DeviceTensor({
     device,
-    ptr: Number(out[0]),
+    ptr,
     dtype,
     shape: dims,
     strides: Object.freeze(contiguousStrides(dims)),
     owned: true,
-    allocation: { freed: false },
+    allocation: new Allocation(device, ptr, true),
   });
 }
 
@@ -330,5 +393,5 @@ export function wrapDevicePointer<D extends DType>(init: WrapDevicePointerInit<D
       throw invalidArgument("shape", `expected a tensor within the ${bytes}-byte allocation at 0x${ptr.toString(16)}, but shape [${shape.join(", ")}] with strides [${strides.join(", ")}] of ${dtype} reaches ${span} bytes`);
     }
   }
-  return new DeviceTensor({ device, ptr, dtype, shape, strides, owned: false, allocation: { freed: false } });
+  return new DeviceTensor({ device, ptr, dtype, shape, strides, owned: false, allocation: new Allocation(device, ptr, false) });
 }

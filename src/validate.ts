@@ -14,10 +14,23 @@ import { describeValue, invalidArgument } from "../ffi/errors.ts";
 /** The largest device index the C ABI can carry (int32). */
 const MAX_DEVICE = 0x7fffffff;
 
+/**
+ * describeValue for an argument that must be a number: a bigint, the one likely mistake (sizes
+ * read from another library often are), says so.
+ */
+export function describeNumber(value: unknown): string {
+  return typeof value === "bigint" ? `${value}n (a bigint; pass a number)` : describeValue(value);
+}
+
+/** An array of dimensions or strides as the caller wrote it, bigints marked: [4n, 512]. */
+function listText(values: readonly unknown[]): string {
+  return `[${values.map((v) => (typeof v === "bigint" ? `${v}n` : String(v))).join(", ")}]`;
+}
+
 /** Accepts a CUDA device index: an integer in [0, 2^31). */
 export function validateDevice(value: unknown, argument: string): number {
   if (typeof value !== "number" || !Number.isInteger(value) || value < 0 || value > MAX_DEVICE) {
-    throw invalidArgument(argument, `expected a device index (an integer >= 0), got ${describeValue(value)}`);
+    throw invalidArgument(argument, `expected a device index (an integer >= 0), got ${describeNumber(value)}`);
   }
   return value;
 }
@@ -45,7 +58,7 @@ export function validateShape(value: unknown, argument: string, allowEmpty: bool
   for (let i = 0; i < value.length; i++) {
     const dim: unknown = value[i];
     if (typeof dim !== "number" || !Number.isSafeInteger(dim) || dim < minimum) {
-      throw invalidArgument(argument, `${expected}, got ${describeValue(dim)} at index ${i} of [${value.join(", ")}]`);
+      throw invalidArgument(argument, `${expected}, got ${describeNumber(dim)} at index ${i} of ${listText(value)}`);
     }
     count *= dim;
   }
@@ -63,7 +76,7 @@ export function validateStrides(value: unknown, shape: readonly number[], argume
   for (let i = 0; i < value.length; i++) {
     const stride: unknown = value[i];
     if (typeof stride !== "number" || !Number.isSafeInteger(stride) || stride < 0) {
-      throw invalidArgument(argument, `expected strides in elements (integers >= 0), got ${describeValue(stride)} at index ${i}`);
+      throw invalidArgument(argument, `expected strides in elements (integers >= 0), got ${describeNumber(stride)} at index ${i} of ${listText(value)}`);
     }
   }
   return Object.freeze([...(value as number[])]);
@@ -74,10 +87,10 @@ export function validateStrides(value: unknown, shape: readonly number[], argume
  * kept as numbers throughout (see ffi/symbols.ts), which is exact below 2^53 — every address a
  * current GPU hands out.
  */
-export function validatePointer(value: unknown, argument: string): number {
+export function validatePointer(value: unknown, argument: string, what = "device address"): number {
   const address = typeof value === "bigint" && value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : value;
   if (typeof address !== "number" || !Number.isSafeInteger(address) || address <= 0) {
-    throw invalidArgument(argument, `expected a non-NULL device address (a positive integer below 2^53), got ${describeValue(value)}`);
+    throw invalidArgument(argument, `expected a non-NULL ${what} (a positive integer below 2^53), got ${describeValue(value)}`);
   }
   return address;
 }
@@ -111,14 +124,25 @@ export function isContiguousLayout(shape: readonly number[], strides: readonly n
 }
 
 /**
+ * True for an object written as `{ … }` (or made by Object.create(null)): one whose own keys are
+ * its options. A Map, a class instance or an array keeps what it holds elsewhere, so reading its
+ * keys as options would silently see none.
+ */
+export function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (value === null || typeof value !== "object") return false;
+  const proto: unknown = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
+/**
  * Accepts `undefined` or a plain options object whose keys are all in `allowed`. Unknown keys
  * are refused rather than ignored: a misspelt `rowPerWarp` that is silently dropped is a
  * performance bug nobody finds.
  */
 export function validateOptionKeys(value: unknown, argument: string, allowed: readonly string[]): Record<string, unknown> | undefined {
   if (value === undefined) return undefined;
-  if (value === null || typeof value !== "object" || Array.isArray(value)) {
-    throw invalidArgument(argument, `expected an options object, got ${describeValue(value)}`);
+  if (!isPlainObject(value)) {
+    throw invalidArgument(argument, `expected a plain options object ({ … }), got ${describeValue(value)}`);
   }
   for (const key in value) {
     if (!allowed.includes(key)) {

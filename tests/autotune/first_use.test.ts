@@ -7,6 +7,7 @@ import type { LayoutProfile } from "../../autotune/profile.ts";
 import { BUCKET_COUNT, dispatch } from "../../src/dispatch.ts";
 import { hostLibrary } from "../helpers/host_library.ts";
 import { describeChild, runInChild } from "../helpers/run_in_child.ts";
+import { TWO_ROW_WRITE } from "../helpers/two_row_write.ts";
 
 const choice = (path: "vector" | "tma", warps: 1 | 2 | 4 | 8 | 16, us: number) => ({ path, warps, rowsPerWarp: 1 as const, us });
 
@@ -78,4 +79,33 @@ describe.skipIf(!host)(`first use during a graph capture, against the host imple
       expect(text).toContain("path=2 warps_per_block=8 rows_per_warp=1");
     });
   });
+});
+
+describe.skipIf(!host)(`first use with a FIFO at the profile path, against the host implementation of the ABI${host ? "" : " (skipped: the C fixture did not build)"}`, () => {
+  // The first write reads the profile; an open of a FIFO for reading blocks until a writer comes,
+  // so the child is killed after 20 s if that happens. Tuning on: the tune is made to fail for
+  // want of memory (the fixture's allocation cap), so the write falls back to the built-in rule.
+  for (const autotune of ["0", "1"]) {
+    it(`writes the right bytes without blocking, with MLA_KV_AUTOTUNE=${autotune}, saying the profile is not a regular file`, () => {
+      const cacheDir = mkdtempSync(join(tmpdir(), "mla-kv-fifo-"));
+      const result = runInChild(`
+        const { gpuIdentity } = await import(root + "/autotune/identity.ts");
+        const { cacheDir, profilePath } = await import(root + "/autotune/cache_dir.ts");
+        const path = profilePath(cacheDir(process.env), gpuIdentity(0));
+        if (Bun.spawnSync(["mkfifo", path]).exitCode !== 0) throw new Error("mkfifo failed");
+        ${TWO_ROW_WRITE}
+        m.setMlaKvBuffer(kv, loc, kNope, kRope);
+        return wrong(kv.download());
+      `, {
+        MLA_KV_LIBRARY: host!,
+        MLA_KV_CACHE_DIR: cacheDir,
+        MLA_KV_AUTOTUNE: autotune,
+        MLA_KV_QUIET: "0",
+        HOST_MLA_KV_MAX_ALLOC: String(64 * 2 ** 20),
+      }, { timeoutMs: 20_000 });
+      expect(result.value, describeChild(result)).toBe(0);
+      expect(result.stderr).toMatch(/profile .* is unreadable \(.* is a FIFO, not a regular file\); (ignoring it|re-tuning and replacing it)/);
+      if (autotune === "1") expect(result.stderr).toMatch(/tuning 1024\+128\/i32 on device 0 failed \(.*out of memory\); using the built-in rule/);
+    }, 30_000);
+  }
 });

@@ -14,6 +14,8 @@ import {
 import { identityKey, makeProfile, type GpuIdentity, type LayoutProfile, type Profile } from "../../autotune/profile.ts";
 import { readProfileFile } from "../../autotune/store.ts";
 import { fakeLayoutProfile, h100 } from "./fixtures/fake.ts";
+import { describeChild, runInChild } from "../helpers/run_in_child.ts";
+import { SPECIAL_FILES } from "../helpers/special_files.ts";
 import { tempDirs } from "../helpers/temp_dirs.ts";
 
 const freshDir = tempDirs("mla-kv-lookup-");
@@ -121,9 +123,15 @@ describe("lookup order", () => {
     expect(readFileSync(s.path, "utf8")).toBe(before);
   });
 
-  it("reads MLA_KV_AUTOTUNE as on unless it says 0, false, off or no", () => {
-    expect([undefined, "", "1", "yes"].map((v) => autotuneEnabled({ MLA_KV_AUTOTUNE: v }))).toEqual([true, true, true, true]);
-    expect(["0", "false", "OFF", " no "].map((v) => autotuneEnabled({ MLA_KV_AUTOTUNE: v }))).toEqual([false, false, false, false]);
+  it("reads MLA_KV_AUTOTUNE as a switch that is on when unset, and on, with a warning, when it is no switch", () => {
+    const warnings: string[] = [];
+    const read = (v: string | undefined) => autotuneEnabled({ MLA_KV_AUTOTUNE: v }, (l) => warnings.push(l));
+    expect([undefined, "1", "yes", " ON "].map(read)).toEqual([true, true, true, true]);
+    expect(["", "0", "false", "OFF", " no "].map(read)).toEqual([false, false, false, false, false]);
+    expect(warnings).toEqual([]);
+    expect(read("sometimes")).toBe(true);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toStartWith('mla-kv: MLA_KV_AUTOTUNE="sometimes" is neither on');
   });
 
   it("never tunes, locks or writes while canTune is false", () => {
@@ -159,8 +167,8 @@ describe("bad user profiles", () => {
   const good = () => JSON.stringify(profileWith({ [K2]: fakeLayoutProfile(2) }), null, 2);
   const cases: Array<[string, () => string, RegExp]> = [
     ["corrupt", () => "{{{{ not json", /is corrupt/],
-    ["truncated", () => good().slice(0, 500), /is truncated/],
-    ["empty", () => "", /is truncated \(empty file\)/],
+    ["cut-off", () => good().slice(0, 500), /is corrupt/],
+    ["empty", () => "", /is empty \(0 bytes\)/],
     ["schema-invalid", () => JSON.stringify({ ...JSON.parse(good()), layouts: { [K2]: { tuneMs: 1 } } }), /is invalid/],
     ["foreign-GPU", () => JSON.stringify(profileWith({ [K1]: fakeLayoutProfile(2) }, h100({ gpu: { name: "NVIDIA A100-SXM4-80GB", ccMajor: 8, smCount: 108 } }))), /for another setup \(GPU NVIDIA A100-SXM4-80GB ≠ NVIDIA H100/],
     ["other-driver", () => JSON.stringify(profileWith({ [K1]: fakeLayoutProfile(2) }, h100({ gpu: { driverVersion: 12080 } }))), /for another setup \(driver 12080 ≠ 13000\)/],
@@ -240,6 +248,19 @@ describe("unwritable cache dir", () => {
   }
 });
 
+describe("a relative MLA_KV_CACHE_DIR", () => {
+  it("is refused with one warning, and profiles go to the default dir instead", () => {
+    const home = freshDir();
+    const s = setup({ env: { MLA_KV_CACHE_DIR: "relative-cache", HOME: home } });
+    expect(s.call(K1)).toMatchObject({ source: "tuned", persisted: true });
+    expect(s.call(K2).source).toBe("tuned");
+    expect(s.warnings).toEqual([
+      `mla-kv: MLA_KV_CACHE_DIR="relative-cache" is a relative path; using ${join(home, ".cache", "mla-kv")} (give an absolute path)`,
+    ]);
+    expect(readProfileFile(profilePath(join(home, ".cache", "mla-kv"), me), me).ok).toBe(true);
+  });
+});
+
 describe("bundled profiles", () => {
   it("skips a bundled profile for this GPU with another driver, with one warning, and tunes", () => {
     const s = setup();
@@ -281,7 +302,7 @@ describe("bundled profiles", () => {
     expect(s.call(K1).source).toBe("tuned");
     expect(s.call(K2).source).toBe("tuned");
     expect(s.warnings).toHaveLength(1);
-    expect(s.warnings[0]).toMatch(/bundled profile .*broken\.json not used: truncated/);
+    expect(s.warnings[0]).toMatch(/bundled profile .*broken\.json not used: corrupt/);
   });
 });
 
@@ -395,6 +416,52 @@ describe("tuning across processes", () => {
   });
 });
 
+describe("lock paths that are not regular files", () => {
+  // Each in a child killed after 20 s, as the process that meets them would hang if it waited on
+  // them or read them: tuning twice in it must not be slowed by the lock at all.
+  const tuneTwice = (cache: string, bundled: string) =>
+    runInChild(`
+      const { ProfileLookup } = await import(root + "/autotune/lookup.ts");
+      const { fakeLayoutProfile, h100 } = await import(root + "/tests/autotune/fixtures/fake.ts");
+      const warnings = [];
+      const lookup = new ProfileLookup({ bundledDir: ${JSON.stringify(bundled)} });
+      const ask = (key) => lookup.getOrTune({
+        identity: h100(), layoutKey: key, env: { MLA_KV_CACHE_DIR: ${JSON.stringify(cache)} },
+        warn: (line) => warnings.push(line), tune: () => fakeLayoutProfile(${TUNED_SCALE}),
+        tuneLock: { timeoutMs: 60_000, staleMs: 60_000 },
+      });
+      const sources = [${JSON.stringify(K1)}, ${JSON.stringify(K1)}].map((k) => ask(k).source);
+      return { sources, warnings };
+    `, {}, { timeoutMs: 20_000 });
+
+  for (const { what, make } of SPECIAL_FILES) {
+    it(`tunes without a tune lock that is ${what}, saying so once`, () => {
+      const s = setup();
+      const lock = lockPathFor(tuneLockTarget(s.path, K1));
+      make(lock);
+      const result = tuneTwice(s.cache, s.bundled);
+      const value = result.value as { sources: string[]; warnings: string[] };
+      expect(value, describeChild(result)).toBeDefined();
+      expect(value.sources).toEqual(["tuned", "memory"]);
+      expect(value.warnings).toHaveLength(1);
+      expect(value.warnings[0]).toStartWith(`mla-kv: ${lock} is `);
+      expect(value.warnings[0]).toEndWith(`cannot serve as a lock (remove it); tuning ${K1} without it`);
+      expect(readProfileFile(s.path, me).ok).toBe(true);
+    }, 30_000);
+
+    it(`keeps the tune in memory, saying so once, when the profile's write lock is ${what}`, () => {
+      const s = setup();
+      make(`${s.path}.lock`);
+      const result = tuneTwice(s.cache, s.bundled);
+      expect(result.value, describeChild(result)).toEqual({
+        sources: ["tuned", "memory"],
+        warnings: [expect.stringContaining("cannot serve as a lock (remove it)); keeping tuned configs in memory for this process")],
+      });
+      expect(existsSync(s.path)).toBe(false);
+    }, 30_000);
+  }
+});
+
 describe("MLA_KV_TUNE_WAIT_MS", () => {
   it("sets how long a process waits for another one's tune", () => {
     const s = setup({ env: { MLA_KV_TUNE_WAIT_MS: " 40 " } });
@@ -414,17 +481,37 @@ describe("MLA_KV_TUNE_WAIT_MS", () => {
     expect(s.warnings[0]).toContain("for more than 0.02 s;");
   });
 
-  for (const bad of ["soon", "0", "-5", "1.5", "1e3", "99999999999999999999"]) {
+  for (const [bad, why] of [["soon", "is not a whole number"], ["-5", "is out of range"], ["1.5", "is not a whole number"], ["1e12", "is out of range"]]) {
     it(`warns once about ${JSON.stringify(bad)} and waits the default instead`, () => {
-      const s = setup({ env: { MLA_KV_TUNE_WAIT_MS: bad } });
+      const s = setup({ env: { MLA_KV_TUNE_WAIT_MS: bad! } });
       expect(s.call(K1).source).toBe("tuned");
       expect(s.call(K2).source).toBe("tuned");
       expect(s.warnings).toEqual([
-        `mla-kv: MLA_KV_TUNE_WAIT_MS=${JSON.stringify(bad)} is not a positive whole number of milliseconds; ` +
-          `waiting up to ${DEFAULT_TUNE_LOCK.timeoutMs / 1000} s for another process's tune`,
+        `mla-kv: MLA_KV_TUNE_WAIT_MS=${JSON.stringify(bad)} ${why}; expected a whole number from 0 to 86400000; using the default, ${DEFAULT_TUNE_LOCK.timeoutMs}`,
       ]);
     });
   }
+
+  it("does not wait at all for another process's tune when it is 0", () => {
+    const s = setup();
+    plantLiveHolder(lockPathFor(tuneLockTarget(s.path, K1)));
+    // In a child killed after 20 s: waiting the default minute would run past it.
+    const result = runInChild(`
+      const { ProfileLookup } = await import(root + "/autotune/lookup.ts");
+      const { fakeLayoutProfile, h100 } = await import(root + "/tests/autotune/fixtures/fake.ts");
+      const warnings = [];
+      const r = new ProfileLookup({ bundledDir: ${JSON.stringify(s.bundled)} }).getOrTune({
+        identity: h100(), layoutKey: ${JSON.stringify(K1)}, warn: (l) => warnings.push(l), tune: () => fakeLayoutProfile(1),
+        env: { MLA_KV_CACHE_DIR: ${JSON.stringify(s.cache)}, MLA_KV_TUNE_WAIT_MS: "0" },
+      });
+      return { source: r.source, why: r.why, warnings };
+    `, {}, { timeoutMs: 20_000 });
+    expect(result.value, describeChild(result)).toEqual({
+      source: "none",
+      why: "tune-lock-timeout",
+      warnings: [expect.stringContaining("tuning 1024+128/i64 for more than 0 s; using the built-in rule")],
+    });
+  }, 30_000);
 
   it("waits no longer than a minute by default, and judges a lock stale only well after that", () => {
     expect(DEFAULT_TUNE_LOCK.timeoutMs).toBeLessThanOrEqual(60_000);

@@ -1,10 +1,13 @@
 import { describe, expect, it } from "bun:test";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { hostname } from "node:os";
+import { isAbsolute, join } from "node:path";
 import { cacheDir, profilePath } from "../../autotune/cache_dir.ts";
 import { ProfileSchema, identityKey, makeProfile, type Profile } from "../../autotune/profile.ts";
-import { classifyBadJson, jsonPrefixState, readProfileFile, writeProfileFile } from "../../autotune/store.ts";
+import { readProfileFile, writeProfileFile } from "../../autotune/store.ts";
 import { fakeLayoutProfile, h100 } from "./fixtures/fake.ts";
+import { describeChild, runInChild } from "../helpers/run_in_child.ts";
+import { SPECIAL_FILES } from "../helpers/special_files.ts";
 import { tempDirs } from "../helpers/temp_dirs.ts";
 
 const freshDir = tempDirs("mla-kv-store-");
@@ -39,6 +42,24 @@ describe("cacheDir", () => {
     expect(cacheDir({ MLA_KV_CACHE_DIR: "~/mk", HOME: "/h" }, home)).toBe("/h/mk");
   });
 
+  it("refuses a relative MLA_KV_CACHE_DIR with one warning, and uses the default dir", () => {
+    const home = () => "/nowhere";
+    const lines: string[] = [];
+    const warn = (line: string) => void lines.push(line);
+    expect(cacheDir({ MLA_KV_CACHE_DIR: "rel/cache", HOME: "/h" }, home, warn)).toBe("/h/.cache/mla-kv");
+    expect(cacheDir({ MLA_KV_CACHE_DIR: "rel/cache", HOME: "/h" }, home, warn)).toBe("/h/.cache/mla-kv");
+    expect(cacheDir({ MLA_KV_CACHE_DIR: "./c", XDG_CACHE_HOME: "/x" }, home, warn)).toBe("/x/mla-kv");
+    expect(lines).toEqual([
+      'mla-kv: MLA_KV_CACHE_DIR="rel/cache" is a relative path; using /h/.cache/mla-kv (give an absolute path)',
+      'mla-kv: MLA_KV_CACHE_DIR="./c" is a relative path; using /x/mla-kv (give an absolute path)',
+    ]);
+  });
+
+  it("is absolute even when HOME is relative", () => {
+    expect(isAbsolute(cacheDir({ HOME: "." }, () => "."))).toBe(true);
+    expect(isAbsolute(cacheDir({ MLA_KV_CACHE_DIR: "~/p", HOME: "rel" }, () => "rel"))).toBe(true);
+  });
+
   it("names one file per identity key", () => {
     expect(profilePath("/c", me)).toBe(`/c/${identityKey(me)}.json`);
   });
@@ -54,10 +75,11 @@ describe("readProfileFile", () => {
   const cases: Array<[string, () => string, string, RegExp?]> = [
     ["missing", () => join(freshDir(), "none.json"), "missing"],
     ["under a regular file", () => join(fileWith("x"), "p.json"), "missing"],
-    ["a directory", () => freshDir(), "unreadable", /EISDIR/],
-    ["empty", () => fileWith(""), "truncated", /empty/],
-    ["all NUL bytes", () => fileWith("\0".repeat(64)), "truncated"],
-    ["cut off mid-write", () => fileWith(JSON.stringify(profileWith([K1])).slice(0, 700)), "truncated"],
+    ["a directory", () => freshDir(), "unreadable", /is a directory, not a regular file/],
+    ["empty", () => fileWith(""), "empty", /0 bytes/],
+    ["only blank space", () => fileWith(" \n\t\n"), "empty", /only blank space/],
+    ["all NUL bytes", () => fileWith("\0".repeat(64)), "corrupt"],
+    ["cut off", () => fileWith(JSON.stringify(profileWith([K1])).slice(0, 700)), "corrupt"],
     ["garbage", () => fileWith("this is not json {"), "corrupt"],
     ["balanced but broken JSON", () => fileWith('{"schemaVersion": 1, oops}'), "corrupt"],
     ["not UTF-8", () => fileWith(new Uint8Array([0x7b, 0xff, 0xfe, 0x7d])), "corrupt", /UTF-8/],
@@ -87,30 +109,6 @@ describe("readProfileFile", () => {
   it("does not read a file far larger than any profile", () => {
     const r = readProfileFile(fileWith(" ".repeat(9 * 1024 * 1024)), me);
     expect(r.ok === false && r.reason).toBe("corrupt");
-  });
-
-  it("classifies cut-off JSON apart from garbage", () => {
-    expect(classifyBadJson('{"a": [1, 2')).toBe("truncated");
-    expect(classifyBadJson('{"a": "str\\u00')).toBe("truncated");
-    expect(classifyBadJson('{"a": tr')).toBe("truncated");
-    expect(classifyBadJson('{"a": -1.5e')).toBe("truncated");
-    expect(classifyBadJson('{"a": 1}}')).toBe("corrupt");
-    expect(classifyBadJson('{"a": 1} x')).toBe("corrupt");
-    expect(classifyBadJson("{{{{ not json")).toBe("corrupt");
-    expect(classifyBadJson('{"a": 01')).toBe("corrupt");
-    expect(classifyBadJson('{"a": trux')).toBe("corrupt");
-    expect(classifyBadJson("  \n\0\0")).toBe("empty");
-    expect(classifyBadJson("hello")).toBe("corrupt");
-  });
-
-  it("calls every cut of a valid profile truncated, compact or pretty", () => {
-    for (const text of [JSON.stringify(profileWith([K1])), JSON.stringify(profileWith([K1]), null, 2)]) {
-      expect(jsonPrefixState(text)).toBe("complete");
-      for (let cut = 1; cut < text.length; cut++) {
-        const head = text.slice(0, cut);
-        if (classifyBadJson(head) !== "truncated") throw new Error(`cut at ${cut} not seen as truncated: ...${head.slice(-20)}`);
-      }
-    }
   });
 });
 
@@ -199,6 +197,24 @@ describe("writeProfileFile", () => {
     expect(existsSync(p)).toBe(false);
   });
 
+  it("takes over, once older than its staleMs, a write lock whose createdAt lies in the future", () => {
+    const p = profilePath(freshDir(), me);
+    const future = { pid: process.ppid, host: hostname(), createdAt: Date.now() + 3_600_000, token: "t" };
+    writeFileSync(`${p}.lock`, JSON.stringify(future));
+    // In a child killed after 20 s: were the lock never judged stale, the write would wait forever.
+    const result = runInChild(`
+      const { writeProfileFile } = await import(root + "/autotune/store.ts");
+      const { makeProfile } = await import(root + "/autotune/profile.ts");
+      const { fakeLayoutProfile, h100 } = await import(root + "/tests/autotune/fixtures/fake.ts");
+      const w = writeProfileFile(${JSON.stringify(p)}, makeProfile(h100(), { ${JSON.stringify(K1)}: fakeLayoutProfile(1) }),
+        { lock: { timeoutMs: 10_000, staleMs: 300 } });
+      return w.ok ? "written" : w.reason + ": " + w.detail;
+    `, {}, { timeoutMs: 20_000 });
+    expect(result.value, describeChild(result)).toBe("written");
+    expect(readProfileFile(p, me).ok).toBe(true);
+    expect(existsSync(`${p}.lock`)).toBe(false);
+  }, 30_000);
+
   it("ends with one valid profile holding every layout when 8 processes tune different layouts at once", async () => {
     const dir = freshDir();
     const worker = join(import.meta.dir, "fixtures", "tune_worker.ts");
@@ -220,4 +236,39 @@ describe("writeProfileFile", () => {
     expect(ProfileSchema.safeParse(JSON.parse(readFileSync(p, "utf8"))).success).toBe(true);
     expect(readdirSync(dir)).toEqual([`${identityKey(me)}.json`]);
   });
+});
+
+describe("a path that is not a regular file", () => {
+  // In children killed after 20 s: an open of a FIFO blocks, and a read of /dev/zero never ends.
+  const inChild = (body: string) =>
+    runInChild(`
+      const { readProfileFile, writeProfileFile } = await import(root + "/autotune/store.ts");
+      const { makeProfile } = await import(root + "/autotune/profile.ts");
+      const { fakeLayoutProfile, h100 } = await import(root + "/tests/autotune/fixtures/fake.ts");
+      ${body}
+    `, {}, { timeoutMs: 20_000 });
+
+  for (const { what, make, followed } of SPECIAL_FILES) {
+    it(`reads a profile path that is ${what} as unreadable, without opening it`, () => {
+      const p = profilePath(freshDir(), me);
+      make(p);
+      const result = inChild(`return readProfileFile(${JSON.stringify(p)}, h100());`);
+      expect(result.value, describeChild(result)).toMatchObject({ ok: false, reason: "unreadable" });
+      expect((result.value as { detail: string }).detail).toBe(`${p} is ${followed}, not a regular file`);
+    }, 30_000);
+
+    it(`does not save, and says why at once, when the write lock is ${what}`, () => {
+      const p = profilePath(freshDir(), me);
+      make(`${p}.lock`);
+      const result = inChild(`
+        const w = writeProfileFile(${JSON.stringify(p)}, makeProfile(h100(), { ${JSON.stringify(K1)}: fakeLayoutProfile(1) }),
+          { lock: { timeoutMs: 60_000, staleMs: 1 } });
+        return w;
+      `);
+      expect(result.value, describeChild(result)).toMatchObject({ ok: false, reason: "unwritable" });
+      expect((result.value as { detail: string }).detail).toContain(`${p}.lock is a`);
+      expect((result.value as { detail: string }).detail).toContain("cannot serve as a lock");
+      expect(existsSync(p)).toBe(false);
+    }, 30_000);
+  }
 });

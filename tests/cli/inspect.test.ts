@@ -1,8 +1,9 @@
 import { describe, expect, it } from "bun:test";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { formatInspect, type InspectReport } from "../../cli/inspect.ts";
+import { formatInspect, inspectHelp, type InspectReport } from "../../cli/inspect.ts";
+import { describeRun, expectHelp, expectUsageError, runCommand } from "../helpers/commands.ts";
 import { hostLibrary } from "../helpers/host_library.ts";
 import { describeChild, runInChild } from "../helpers/run_in_child.ts";
 
@@ -26,12 +27,55 @@ describe("formatInspect", () => {
   });
 });
 
+describe("bun run inspect", () => {
+  it("prints its help to stdout and exits 0, naming every flag and exit status", () => {
+    for (const flag of ["--help", "-h"]) {
+      const help = expectHelp("cli/inspect.ts", "Usage: bun run inspect [--json]\n", [flag]);
+      expect(help).toBe(inspectHelp());
+      expect(help).toContain("Exit status: 0 done; 1 the library did not load, or the GPUs could not be asked about; 2 bad flags; 3 no usable NVIDIA GPU here.");
+    }
+  });
+
+  it("exits 2 with one sentence for a flag it does not know", () => {
+    expectUsageError("cli/inspect.ts", ["--frobnicate"], "inspect: unknown flag --frobnicate; see --help.\n");
+  });
+
+  it("exits 1, after its report, when the library could not be loaded", () => {
+    const r = runCommand("cli/inspect.ts", [], { MLA_KV_LIBRARY: join(tmpdir(), "no-such-dir", "libmla_kv.so") });
+    expect(r.exitCode, describeRun(r)).toBe(1);
+    expect(r.stdout).toContain("library: not loaded (");
+  });
+});
+
 const host = hostLibrary();
 describe.skipIf(!host)(`inspect against the host implementation of the ABI${host ? "" : " (skipped: the C fixture did not build)"}`, () => {
-  const run = (body: string) => runInChild(`
+  const run = (body: string, env: Record<string, string> = {}) => runInChild(`
     const { inspect, formatInspect } = await import(root + "/cli/inspect.ts");
     ${body}
-  `, { MLA_KV_LIBRARY: host!, MLA_KV_CACHE_DIR: mkdtempSync(join(tmpdir(), "mla-kv-inspect-")) });
+  `, { MLA_KV_LIBRARY: host!, MLA_KV_CACHE_DIR: mkdtempSync(join(tmpdir(), "mla-kv-inspect-")), ...env });
+
+  it("exits 0 when it lists a GPU, and 3 when the library loads but there is no GPU here", () => {
+    const cache = mkdtempSync(join(tmpdir(), "mla-kv-inspect-"));
+    const some = runCommand("cli/inspect.ts", [], { MLA_KV_LIBRARY: host!, MLA_KV_CACHE_DIR: cache });
+    expect(some.exitCode, describeRun(some)).toBe(0);
+    const none = runCommand("cli/inspect.ts", ["--json"], { MLA_KV_LIBRARY: host!, MLA_KV_CACHE_DIR: cache, HOST_MLA_KV_DEVICE_COUNT: "0" });
+    expect(none.exitCode, describeRun(none)).toBe(3);
+    expect(JSON.parse(none.stdout).gpus).toEqual([]);
+  });
+
+  it("does not promise a saved tune when the cache dir cannot be written, and says why", () => {
+    const file = join(mkdtempSync(join(tmpdir(), "mla-kv-inspect-")), "a-file");
+    writeFileSync(file, "not a directory");
+    const result = run(`return formatInspect(inspect());`, { MLA_KV_CACHE_DIR: join(file, "cache") });
+    const text = String(result.value);
+    expect(text, describeChild(result)).toContain(`profile: none, and none can be saved (${file} is not a directory): every process tunes each layout again at its first write`);
+    expect(text).not.toContain("the first write of each layout tunes it");
+  });
+
+  it("says that writes use the built-in rule when tuning on first use is off", () => {
+    const result = run(`return formatInspect(inspect());`, { MLA_KV_AUTOTUNE: "0" });
+    expect(String(result.value), describeChild(result)).toContain("profile: none: tuning on first use is off (MLA_KV_AUTOTUNE), so writes use the built-in rule");
+  });
 
   it("lists each GPU with its properties, the paths it runs and that no profile exists yet", () => {
     const result = run(`return formatInspect(inspect());`);
@@ -54,13 +98,5 @@ describe.skipIf(!host)(`inspect against the host implementation of the ABI${host
       return inspect().gpus[0].profile;
     `);
     expect(result.value, describeChild(result)).toMatchObject({ source: "user", layouts: { "1024+128/i64": { crossoverN: 2048, method: "search" } } });
-  });
-});
-
-describe("the mla-kv command", () => {
-  it("refuses an unknown command with its usage and exit code 2", () => {
-    const proc = Bun.spawnSync(["bun", join(import.meta.dir, "..", "..", "cli", "mla_kv.ts"), "bogus"]);
-    expect(proc.exitCode).toBe(2);
-    expect(proc.stderr.toString()).toContain("usage: mla-kv <inspect|autotune>");
   });
 });

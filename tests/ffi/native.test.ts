@@ -106,5 +106,21 @@ describe("loading the library", () => {
       const result = runInChild(`using t = m.allocTensor("u8", [16]);`, { MLA_KV_LIBRARY: host! });
       expect(result.stderr, describeChild(result)).not.toContain("mla_kv_malloc");
     });
+
+    it("reads MLA_KV_TRACE as every other switch: yes logs, off does not", () => {
+      const on = runInChild(`using t = m.allocTensor("u8", [16]);`, { MLA_KV_LIBRARY: host!, MLA_KV_TRACE: "yes" });
+      expect(on.stderr, describeChild(on)).toContain("mla_kv_malloc(0, 16");
+      const off = runInChild(`using t = m.allocTensor("u8", [16]);`, { MLA_KV_LIBRARY: host!, MLA_KV_TRACE: "off" });
+      expect(off.stderr, describeChild(off)).not.toContain("mla_kv_malloc");
+      expect(off.stderr).not.toContain("MLA_KV_TRACE");
+    });
+
+    it("logs nothing, with one warning, for an MLA_KV_TRACE that is no switch", () => {
+      const result = runInChild(`using t = m.allocTensor("u8", [16]); using u = m.allocTensor("u8", [16]);`, { MLA_KV_LIBRARY: host!, MLA_KV_TRACE: "verbose" });
+      expect(result.stderr, describeChild(result)).not.toContain("mla_kv_malloc");
+      expect(result.stderr.trim().split("\n")).toEqual([
+        'mla-kv: MLA_KV_TRACE="verbose" is neither on (1, true, yes, on) nor off (0, false, no, off or empty); using the default, off',
+      ]);
+    });
   });
 });

@@ -58,8 +58,10 @@ describe.skipIf(!library || gpuVisible)(`the built libmla_kv on a machine withou
     expectNoDevice(`return m.allocTensor("bf16", [4, 576]);`);
   });
 
-  it("answers Stream.create() with NO_DEVICE", () => {
-    expectNoDevice(`return m.Stream.create();`);
+  it("answers Stream.create() and Event.create() with NO_DEVICE, blaming no argument when none was passed", () => {
+    expect(expectNoDevice(`return m.Stream.create();`).argument).toBeUndefined();
+    expect(expectNoDevice(`return m.Event.create();`).argument).toBeUndefined();
+    expect(expectNoDevice(`return m.Stream.create(0);`).argument).toBe("device");
   });
 
   it("answers setMlaKvBuffer with NO_DEVICE before touching the (fake) addresses, with automatic dispatch", () => {

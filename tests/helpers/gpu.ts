@@ -29,52 +29,8 @@ export function gpuSuiteName(name: string): string {
   return gpu.ok ? `${name} on ${gpu.info.name}` : `${name} (skipped: ${gpu.reason})`;
 }
 
-/** A small seeded generator (xorshift128+), so failures reproduce from the printed seed. */
-export class Rng {
-  #s0: bigint;
-  #s1: bigint;
-  constructor(readonly seed: number) {
-    this.#s0 = BigInt(seed) * 0x9e3779b97f4a7c15n + 1n;
-    this.#s1 = (BigInt(seed) ^ 0x6a09e667f3bcc909n) | 1n;
-    for (let i = 0; i < 8; ++i) this.next32();
-  }
-  next32(): number {
-    const mask = (1n << 64n) - 1n;
-    let s1 = this.#s0;
-    const s0 = this.#s1;
-    this.#s0 = s0;
-    s1 = (s1 ^ (s1 << 23n)) & mask;
-    this.#s1 = s1 ^ s0 ^ (s1 >> 17n) ^ (s0 >> 26n);
-    return Number((this.#s1 + s0) & 0xffffffffn);
-  }
-  /** Uniform integer in [0, n). */
-  below(n: number): number {
-    return Math.floor((this.next32() / 0x100000000) * n);
-  }
-  /** `length` random bytes, never all zeros (a cheap xorshift32 stream seeded from this generator). */
-  bytes(length: number): Uint8Array {
-    const out = new Uint8Array(length);
-    const words = new Uint32Array(out.buffer, 0, length >>> 2);
-    let x = this.next32() | 1;
-    for (let i = 0; i < words.length; ++i) {
-      x ^= x << 13;
-      x ^= x >>> 17;
-      x ^= x << 5;
-      words[i] = x >>> 0;
-    }
-    for (let i = words.length * 4; i < length; ++i) out[i] = this.below(256);
-    return out;
-  }
-  /** `n` distinct slots drawn from [0, capacity). */
-  uniqueSlots(n: number, capacity: number): number[] {
-    const all = Array.from({ length: capacity }, (_, i) => i);
-    for (let i = 0; i < n; ++i) {
-      const j = i + this.below(capacity - i);
-      [all[i], all[j]] = [all[j]!, all[i]!];
-    }
-    return all.slice(0, n);
-  }
-}
+/** The seeded generator of the GPU suites, so failures reproduce from the printed seed. */
+export { Random as Rng } from "../../autotune/random.ts";
 
 /** A loc tensor on device 0 holding `slots` as int32 or int64. */
 export function locTensor(dtype: "i32" | "i64", slots: readonly number[]): DeviceTensor {

@@ -3,7 +3,8 @@
  *
  * The library is loaded once per process and chosen from the environment at that moment, so a
  * test that needs another library (or none) must run in its own process. A child also turns a
- * native crash into a failed test with its stderr, instead of taking the whole test run down.
+ * native crash into a failed test with its stderr, instead of taking the whole test run down, and
+ * a hang (a blocking open, a lock never given up) into a failed test once its time is up.
  */
 import { PACKAGE_ROOT } from "../../ffi/find_library.ts";
 
@@ -25,19 +26,35 @@ export interface ChildResult {
   value?: unknown;
   /** The error the snippet threw, when it threw. */
   error?: ChildError;
+  /** True when the child was killed for running past its time bound. */
+  timedOut: boolean;
+}
+
+export interface ChildOptions {
+  /** The child is killed after this long (default 60 s); a test of a hang asks for less. */
+  timeoutMs?: number;
 }
 
 const MARKER = "@@MLA_KV_CHILD_RESULT@@";
 
 // The variables that steer library loading; children get none of them unless a test sets them,
 // so the developer's own environment cannot change a test's outcome.
-const STEERING = ["MLA_KV_LIBRARY", "MLA_KV_TRACE", "MLA_KV_AUTOTUNE", "HOST_MLA_KV_LOG", "HOST_MLA_KV_CC_MAJOR"];
+const STEERING: readonly string[] = ["MLA_KV_LIBRARY", "MLA_KV_TRACE", "MLA_KV_AUTOTUNE", "HOST_MLA_KV_LOG", "HOST_MLA_KV_CC_MAJOR", "HOST_MLA_KV_MAX_ALLOC", "HOST_MLA_KV_DEVICE_COUNT"];
+
+/** This process's environment without the variables that steer library loading, plus `env`. */
+export function childEnvironment(env: Record<string, string>): Record<string, string> {
+  const childEnv: Record<string, string> = {};
+  for (const [key, value] of Object.entries(process.env)) {
+    if (value !== undefined && !STEERING.includes(key)) childEnv[key] = value;
+  }
+  return Object.assign(childEnv, env);
+}
 
 /**
  * Runs `body` (the body of an async function; `m` is mod.ts, `root` the package root) in a new
  * process with `env` added to a clean environment, and returns what it returned or threw.
  */
-export function runInChild(body: string, env: Record<string, string> = {}): ChildResult {
+export function runInChild(body: string, env: Record<string, string> = {}, options: ChildOptions = {}): ChildResult {
   const script = `
 import * as m from ${JSON.stringify(`${PACKAGE_ROOT}/mod.ts`)};
 const root = ${JSON.stringify(PACKAGE_ROOT)};
@@ -49,16 +66,13 @@ try {
   print({ error: { name: e?.name, code: e?.code, message: String(e?.message ?? e), argument: e?.argument } });
 }
 `;
-  const childEnv: Record<string, string> = {};
-  for (const [key, value] of Object.entries(process.env)) {
-    if (value !== undefined && !STEERING.includes(key)) childEnv[key] = value;
-  }
-  Object.assign(childEnv, env);
   const proc = Bun.spawnSync([process.execPath, "--eval", script], {
     cwd: PACKAGE_ROOT,
-    env: childEnv,
+    env: childEnvironment(env),
     stdout: "pipe",
     stderr: "pipe",
+    timeout: options.timeoutMs ?? 60_000,
+    killSignal: "SIGKILL",
   });
   const stdout = proc.stdout.toString();
   const result: ChildResult = {
@@ -66,6 +80,7 @@ try {
     signal: proc.signalCode === null || proc.signalCode === undefined ? null : String(proc.signalCode),
     stdout,
     stderr: proc.stderr.toString(),
+    timedOut: proc.exitedDueToTimeout === true,
   };
   const line = stdout.split("\n").find((l) => l.startsWith(MARKER));
   if (line !== undefined) Object.assign(result, JSON.parse(line.slice(MARKER.length)));
@@ -74,7 +89,7 @@ try {
 
 /** A readable summary of a child run, for assertion messages. */
 export function describeChild(result: ChildResult): string {
-  return `exit ${result.exitCode} signal ${result.signal}\nstdout:\n${result.stdout}\nstderr:\n${result.stderr}`;
+  return `exit ${result.exitCode} signal ${result.signal}${result.timedOut ? " (killed: past its time bound)" : ""}\nstdout:\n${result.stdout}\nstderr:\n${result.stderr}`;
 }
 
 /** What a script of the package did when run on its own (see {@link runScript}). */

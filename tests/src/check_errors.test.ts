@@ -1,6 +1,8 @@
 import { describe, expect, it } from "bun:test";
 import { checkErrors, outOfRangeMessage } from "../../src/check_errors.ts";
 import { MlaKvError } from "../../ffi/errors.ts";
+import { Stream } from "../../src/stream.ts";
+import { thrown } from "../helpers/thrown.ts";
 import { hostLibrary } from "../helpers/host_library.ts";
 import { describeChild, runInChild } from "../helpers/run_in_child.ts";
 
@@ -11,8 +13,9 @@ describe("outOfRangeMessage", () => {
     );
   });
 
-  it("names the device", () => {
+  it("names the device, and whether the rows were written on a stream of it", () => {
     expect(outOfRangeMessage(1, 0, 2)).toContain("on device 2");
+    expect(outOfRangeMessage(1, 0, 2, true)).toContain("on a stream of device 2");
   });
 });
 
@@ -20,6 +23,21 @@ describe("checkErrors", () => {
   it("refuses a device index that is not an integer before loading anything", () => {
     expect(() => checkErrors(-1)).toThrow(MlaKvError);
     expect(() => checkErrors(0.5)).toThrow("device: expected a device index");
+  });
+
+  it("refuses bad options before loading anything, naming the option", () => {
+    const cases: Array<[unknown, string]> = [
+      [{ device: -1 }, "options.device"],
+      [{ stream: { handle: 5 } }, "options.stream"],
+      [{ stream: Stream.default(1), device: 0 }, "options.stream"],
+      [{ streams: Stream.default() }, "options.streams"],
+      [null, "options"],
+      ["0", "options"],
+    ];
+    for (const [options, argument] of cases) {
+      const error = thrown(() => checkErrors(options as never));
+      expect([error.code, error.argument]).toEqual(["INVALID_ARGUMENT", argument]);
+    }
   });
 
   const host = hostLibrary();

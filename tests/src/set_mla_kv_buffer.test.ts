@@ -26,7 +26,9 @@ describe("setMlaKvBuffer options", () => {
     ["refuses 8 rows per warp", { rowsPerWarp: 8 }, "options.rowsPerWarp", "expected 1, 2 or 4, got 8"],
     ["refuses a stream that is not a Stream", { stream: 0 }, "options.stream", "expected a Stream, got 0"],
     ["refuses a negative device", { device: -1 }, "options.device", "expected a device index"],
-    ["refuses options that are not an object", "fast", "options", 'expected an options object, got "fast"'],
+    ["refuses options that are not an object", "fast", "options", 'expected a plain options object ({ … }), got "fast"'],
+    ["refuses options given as a Map instead of reading them as none", new Map([["path", "tma"]]), "options", "got a Map"],
+    ["refuses options given as a class instance", new (class WriteOptions { path = "tma"; })(), "options", "got a WriteOptions"],
     ["refuses options given as null", null, "options", "got null"],
     ["refuses a negative reserved slot", { reservedSlot: -1 }, "options.reservedSlot", "expected a slot index (an integer >= 0) or null for none, got -1"],
     ["refuses a fractional reserved slot", { reservedSlot: 1.5 }, "options.reservedSlot", "got 1.5"],
@@ -306,7 +308,7 @@ describe.skipIf(!host)(`setMlaKvBuffer against the host implementation of the AB
     expect(result.error, describeChild(result)).toBeUndefined();
     expect(result.value).toEqual({
       code: "OUT_OF_RANGE_LOC",
-      message: "setMlaKvBuffer skipped 3 row(s) whose loc was >= the cache capacity (first at row index 17) on device 0; those rows were not written",
+      message: "setMlaKvBuffer skipped 3 row(s) whose loc was >= the cache capacity (first at row index 17) on a stream of device 0; those rows were not written",
       again: "clean",
     });
   });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "bun:test";
 import { Stream } from "../../src/stream.ts";
-import { allocTensor, fromHost, wrapDevicePointer } from "../../src/tensor.ts";
+import { setMlaKvBuffer } from "../../src/set_mla_kv_buffer.ts";
+import { allocTensor, DeviceTensor, fromHost, wrapDevicePointer } from "../../src/tensor.ts";
 import { fake, fakeAddress } from "../helpers/fake_tensors.ts";
 import { thrown } from "../helpers/thrown.ts";
 
@@ -22,6 +23,26 @@ describe("wrapDevicePointer with the foreign allocation's size", () => {
   it("accepts an empty tensor over any allocation, and refuses a size that is not a byte count", () => {
     expect(() => wrapDevicePointer({ ptr: 0x10000, dtype: "i64", shape: [0], bytes: 0 })).not.toThrow();
     expect(thrown(() => wrapDevicePointer({ ptr: 0x10000, dtype: "i64", shape: [4], bytes: -8 })).argument).toBe("bytes");
+  });
+});
+
+describe("an object that only has DeviceTensor's prototype", () => {
+  it("is refused with INVALID_ARGUMENT wherever a tensor is used, not a TypeError", () => {
+    const impostor = Object.create(DeviceTensor.prototype) as DeviceTensor;
+    const real = fake("bf16", [4, 576]);
+    const uses: Array<() => unknown> = [
+      () => impostor.disposed,
+      () => impostor.ptr,
+      () => impostor.narrow(0, 0, 1),
+      () => impostor.free(),
+      () => setMlaKvBuffer(impostor, fake("i64", [2]), fake("bf16", [2, 512]), fake("bf16", [2, 64])),
+      () => setMlaKvBuffer(real, fake("i64", [2]), impostor, fake("bf16", [2, 64])),
+    ];
+    for (const use of uses) {
+      const error = thrown(use);
+      expect([error.code, error.argument]).toEqual(["INVALID_ARGUMENT", "tensor"]);
+      expect(error.message).toContain("only has DeviceTensor's prototype");
+    }
   });
 });
 
@@ -88,6 +109,15 @@ describe("DeviceTensor views", () => {
     const error = thrown(() => fake("bf16", [4, 576]).narrow(1, 512, 128));
     expect(error.argument).toBe("length");
     expect(error.message).toContain("expected an integer in [0, 64]");
+  });
+
+  it("refuses a narrow whose address would pass 2^53, which a number cannot carry exactly", () => {
+    // 2^53 - 2^20 plus 2^20 + 2 bytes of rows: one past what a number holds exactly.
+    const t = wrapDevicePointer({ ptr: 2 ** 53 - 2 ** 20, dtype: "u8", shape: [2 ** 21, 1] });
+    expect(t.narrow(0, 2 ** 20 - 1, 1).ptr).toBe(2 ** 53 - 1);
+    const error = thrown(() => t.narrow(0, 2 ** 20 + 2, 1));
+    expect([error.code, error.argument]).toEqual(["INVALID_ARGUMENT", "start"]);
+    expect(error.message).toContain("past 2^53 - 1");
   });
 
   it("refuses a narrow of a dimension that does not exist", () => {

@@ -55,6 +55,14 @@ describe("validateShape", () => {
     expect(Object.isFrozen(shape)).toBe(true);
   });
 
+  it("says that a bigint dimension is a bigint, to be passed as a number", () => {
+    expect(thrown(() => validateShape([4n, 512], "shape", false)).message).toBe(
+      "shape: expected a non-empty array of integers >= 1, got 4n (a bigint; pass a number) at index 0 of [4n, 512]",
+    );
+    expect(thrown(() => validateStrides([512n, 1], [4, 512], "strides")).message).toContain("got 512n (a bigint; pass a number) at index 0 of [512n, 1]");
+    expect(thrown(() => validateDevice(0n, "device")).message).toBe("device: expected a device index (an integer >= 0), got 0n (a bigint; pass a number)");
+  });
+
   it("refuses a zero dimension unless empty tensors are allowed", () => {
     expect(thrown(() => validateShape([0, 576], "shape", false)).message).toContain("expected a non-empty array of integers >= 1, got 0 at index 0");
     expect(validateShape([0, 576], "shape", true)).toEqual([0, 576]);
@@ -135,7 +143,17 @@ describe("validateOptionKeys", () => {
   });
 
   it("refuses a non-object", () => {
-    expect(thrown(() => validateOptionKeys(3, "options", [])).message).toBe("options: expected an options object, got 3");
+    expect(thrown(() => validateOptionKeys(3, "options", [])).message).toBe("options: expected a plain options object ({ … }), got 3");
     expect(thrown(() => validateOptionKeys([], "options", [])).message).toContain("got an array of length 0");
+  });
+
+  it("refuses a Map or a class instance instead of reading it as no options", () => {
+    const map = new Map([["device", 1]]);
+    expect(thrown(() => validateOptionKeys(map, "options", ["device"])).message).toBe("options: expected a plain options object ({ … }), got a Map");
+    class Options {
+      device = 1;
+    }
+    expect(thrown(() => validateOptionKeys(new Options(), "options", ["device"])).argument).toBe("options");
+    expect(validateOptionKeys(Object.assign(Object.create(null), { device: 1 }), "options", ["device"])).toEqual({ device: 1 });
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "bun:test";
-import { PALETTE, fmt, renderLinePlot, type LinePlotOptions } from "../../src/svg_plot.ts";
+import { PALETTE, fmt, renderLinePlot, type LinePlotOptions } from "../../cli/svg_plot.ts";
 
 const ns = Array.from({ length: 18 }, (_, b) => 2 ** b);
 const vector = ns.map((n) => [n, 2 + n * 0.01] as const);

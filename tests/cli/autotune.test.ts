@@ -1,28 +1,23 @@
 import { describe, expect, it } from "bun:test";
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { pathToFileURL } from "node:url";
 import { profilePath, type Env } from "../../autotune/cache_dir.ts";
-import {
-  HELP,
-  loadGpuDeps,
-  parseLayoutSpec,
-  runAutotune,
-  userProfileStore,
-  type AutotuneDeps,
-  type GpuInfo,
-  type TuneLayoutSpec,
-} from "../../autotune/cli.ts";
+import { runAutotune, type AutotuneDeps } from "../../cli/autotune.ts";
+import { autotuneHelp, parseLayoutSpec, type TuneLayoutSpec } from "../../cli/autotune_flags.ts";
+import type { GpuInfo, NoGpus } from "../../cli/autotune_gpu.ts";
+import { userProfileStore } from "../../cli/autotune_store.ts";
 import { ProfileLookup } from "../../autotune/lookup.ts";
 import {
-  LayoutProfileSchema,
   ProfileSchema,
   identityKey,
   type GpuIdentity,
   type LayoutProfile,
 } from "../../autotune/profile.ts";
-import { fakeLayoutProfile, h100 } from "./fixtures/fake.ts";
-import { h100Like, sharpCrossover } from "./fixtures/landscapes.ts";
+import { fakeLayoutProfile, h100 } from "../autotune/fixtures/fake.ts";
+import { h100Like, sharpCrossover } from "../autotune/fixtures/landscapes.ts";
+import { describeRun, runCommand } from "../helpers/commands.ts";
+import { hostLibrary } from "../helpers/host_library.ts";
+import { describeChild, runInChild } from "../helpers/run_in_child.ts";
 import { tempDirs } from "../helpers/temp_dirs.ts";
 
 const freshDir = tempDirs("mla-kv-cli-");
@@ -46,7 +41,7 @@ class Sink {
 }
 
 interface FakeOptions {
-  gpus?: GpuInfo[] | { error: string } | (() => never);
+  gpus?: GpuInfo[] | NoGpus | (() => never);
   tty?: boolean;
   env?: Env;
   /** Profiles already stored, by identityKey + layout key. */
@@ -116,7 +111,9 @@ describe("--help", () => {
       expect(f.stdout.text).toContain("Default: bf16:512+64, fp16:512+64, u8:528+128");
       expect(f.stdout.text).toContain("Default: both");
       expect(f.stdout.text).toContain("Examples:");
-      expect(f.stdout.text).toBe(HELP);
+      expect(f.stdout.text).toContain("Exit status: 0 done; 1 the library did not load, or a tune, save or plot failed; 2 bad flags; 3 no usable NVIDIA GPU here.");
+      expect(f.stdout.text).toBe(autotuneHelp());
+      expect(f.stdout.text).toStartWith("Usage: bun run autotune [flags]\n");
       expect(f.stderr.text).toBe("");
       expect(f.gpuCalls()).toBe(0);
     }
@@ -173,8 +170,17 @@ describe("bad flags", () => {
   it("exits 2 for a device that is not there, naming the ones that are", () => {
     const f = fake({ gpus: [H100, A100] });
     expect(f.run("--device", "3")).toBe(2);
-    expect(f.stderr.text).toBe("autotune: --device 3 is not a GPU here (there are 0, 1); see --help.\n");
+    expect(f.stderr.text).toBe("autotune: --device 3 is not a GPU here (this machine has 2 GPUs: indices 0 and 1); see --help.\n");
     expect(f.measuredFor).toEqual([]);
+    const three = fake({ gpus: [H100, A100, { ...H100, index: 2 }] });
+    expect(three.run("--device", "5")).toBe(2);
+    expect(three.stderr.text).toBe("autotune: --device 5 is not a GPU here (this machine has 3 GPUs: indices 0, 1 and 2); see --help.\n");
+  });
+
+  it("says, for a device that is not there on a machine with one GPU, that index 0 is the one", () => {
+    const f = fake({ gpus: [H100] });
+    expect(f.run("--device", "5")).toBe(2);
+    expect(f.stderr.text).toBe("autotune: --device 5 is not a GPU here (this machine has 1 GPU: index 0); see --help.\n");
   });
 });
 
@@ -187,48 +193,60 @@ describe("layout specs", () => {
 });
 
 describe("no GPU", () => {
-  it("exits 1 with a sentence that gives the reason", () => {
-    const f = fake({ gpus: { error: "cuInit: no CUDA-capable device is detected" } });
-    expect(f.run()).toBe(1);
+  it("exits 3 with a sentence that gives the reason when there is no GPU here", () => {
+    const f = fake({ gpus: { error: "cuInit: no CUDA-capable device is detected", noGpu: true } });
+    expect(f.run()).toBe(3);
     expect(f.stderr.text).toBe("autotune: no NVIDIA GPU found (cuInit: no CUDA-capable device is detected); nothing to tune.\n");
     expect(f.stdout.text).toBe("");
+    const empty = fake({ gpus: [] });
+    expect(empty.run("--layout", "bf16:512+64")).toBe(3);
+    expect(empty.stderr.text).toBe("autotune: no NVIDIA GPU found (the driver reports no devices); nothing to tune.\n");
   });
 
-  it("says so when the driver lists no devices or the query throws", () => {
-    const empty = fake({ gpus: [] });
-    expect(empty.run("--layout", "bf16:512+64")).toBe(1);
-    expect(empty.stderr.text).toBe("autotune: no NVIDIA GPU found (the driver reports no devices); nothing to tune.\n");
+  it("exits 1 when the GPUs cannot be asked about: the library did not load, or the query threw", () => {
+    const unloaded = fake({ gpus: { error: "libmla_kv could not be loaded (bun). Tried:" } });
+    expect(unloaded.run()).toBe(1);
+    expect(unloaded.stderr.text).toBe("autotune: cannot use the GPUs (libmla_kv could not be loaded (bun). Tried:); nothing tuned.\n");
     const throwing = fake({
       gpus: () => {
         throw new Error("libmla_kv.so: cannot open shared object file\n    at dlopen");
       },
     });
     expect(throwing.run()).toBe(1);
-    expect(throwing.stderr.text).toBe("autotune: no NVIDIA GPU found (libmla_kv.so: cannot open shared object file); nothing to tune.\n");
+    expect(throwing.stderr.text).toBe("autotune: cannot use the GPUs (libmla_kv.so: cannot open shared object file); nothing tuned.\n");
   });
 
-  it("is what happens when the GPU module is missing, broken or incomplete", async () => {
-    const dir = freshDir();
-    const missing = await loadGpuDeps(pathToFileURL(join(dir, "gpu_deps.ts")));
-    expect(missing.gpus()).toEqual({ error: "the GPU timing module autotune/gpu_deps.ts is not installed" });
-
-    writeFileSync(join(dir, "broken.ts"), 'throw new Error("libcuda.so.1: cannot open shared object file");\n');
-    const broken = await loadGpuDeps(pathToFileURL(join(dir, "broken.ts")));
-    expect(broken.gpus()).toEqual({ error: "loading the GPU timing module failed: libcuda.so.1: cannot open shared object file" });
-
-    writeFileSync(join(dir, "empty.ts"), "export const nothing = 1;\n");
-    expect((await loadGpuDeps(pathToFileURL(join(dir, "empty.ts")))).gpus()).toEqual({
-      error: "autotune/gpu_deps.ts does not export createGpuDeps()",
+  it("exits 1, saying so, when the library cannot be loaded", () => {
+    const proc = Bun.spawnSync(["bun", "cli/autotune.ts", "--layout", "bf16:512+64"], {
+      cwd: REPO,
+      env: { ...process.env, MLA_KV_LIBRARY: join(freshDir(), "libmla_kv.so"), MLA_KV_QUIET: "1" },
     });
+    expect(proc.exitCode).toBe(1);
+    expect(proc.stdout.toString()).toBe("");
+    expect(proc.stderr.toString()).toMatch(/^autotune: cannot use the GPUs \(libmla_kv could not be loaded.*\); nothing tuned\.\n$/);
+  });
+});
 
-    writeFileSync(join(dir, "fails.ts"), 'export function createGpuDeps() { throw new Error("cuInit failed: 100"); }\n');
-    expect((await loadGpuDeps(pathToFileURL(join(dir, "fails.ts")))).gpus()).toEqual({ error: "cuInit failed: 100" });
+const host = hostLibrary();
+describe.skipIf(!host)(`the GPU side against the host implementation of the ABI${host ? "" : " (skipped: the C fixture did not build)"}`, () => {
+  it("lists each GPU with its name, identity and whether TMA runs", () => {
+    const result = runInChild(`
+      const { createGpuDeps } = await import(root + "/cli/autotune_gpu.ts");
+      const { gpuIdentity } = await import(root + "/autotune/identity.ts");
+      return { gpus: createGpuDeps().gpus(), identity: gpuIdentity(0) };
+    `, { MLA_KV_LIBRARY: host! });
+    const value = result.value as { gpus: GpuInfo[]; identity: GpuIdentity };
+    expect(value, describeChild(result)).toBeDefined();
+    expect(value.gpus).toEqual([{ index: 0, name: "Host Fixture GPU", identity: value.identity, tmaAllowed: true }]);
+  });
 
-    writeFileSync(
-      join(dir, "works.ts"),
-      "export async function createGpuDeps() { return { gpus: () => [], measureFor: () => () => 1 }; }\n",
-    );
-    expect((await loadGpuDeps(pathToFileURL(join(dir, "works.ts")))).gpus()).toEqual([]);
+  it("exits 3 when the library loads but there is no GPU here, and 2 naming index 0 for a device that is not there", () => {
+    const none = runCommand("cli/autotune.ts", [], { MLA_KV_LIBRARY: host!, HOST_MLA_KV_DEVICE_COUNT: "0" });
+    expect(none.exitCode, describeRun(none)).toBe(3);
+    expect(none.stderr).toBe("autotune: no NVIDIA GPU found (the NVIDIA driver reports no GPU); nothing to tune.\n");
+    const five = runCommand("cli/autotune.ts", ["--device", "5"], { MLA_KV_LIBRARY: host! });
+    expect(five.exitCode, describeRun(five)).toBe(2);
+    expect(five.stderr).toBe("autotune: --device 5 is not a GPU here (this machine has 1 GPU: index 0); see --help.\n");
   });
 });
 
@@ -451,36 +469,17 @@ describe("progress", () => {
     expect(env.run()).toBe(0);
     expect(env.stderr.text).toBe("");
   });
+
+  it("stays on, with one warning, for an MLA_KV_QUIET that is no switch", () => {
+    const f = fake({ env: { MLA_KV_QUIET: "loud" } });
+    expect(f.run("--layout", "bf16:512+64", "--loc", "i64")).toBe(0);
+    const lines = f.stderr.text.trimEnd().split("\n");
+    expect(lines[0]).toBe('mla-kv: MLA_KV_QUIET="loud" is neither on (1, true, yes, on) nor off (0, false, no, off or empty); using the default, off');
+    expect(lines.slice(1).map((l) => /^autotune: (\d+)% \(/.exec(l)?.[1])).toEqual(["25", "50", "75", "100"]);
+  });
 });
 
-describe("the user profile store", () => {
-  const me = h100();
-  const key = "1024+128/i64";
-
-  it("saves into MLA_KV_CACHE_DIR and finds it there afterwards", () => {
-    const cache = join(freshDir(), "cache");
-    const warnings: string[] = [];
-    const store = userProfileStore({ MLA_KV_CACHE_DIR: cache }, (l) => warnings.push(l), new ProfileLookup({ bundledDir: freshDir() }));
-    expect(store.existing(me, key)).toBeNull();
-    const layout = fakeLayoutProfile(2, 16);
-    const where = store.whileTuning!(me, key, () => store.save(me, key, layout));
-    expect(where).toBe(profilePath(cache, me));
-    expect(existsSync(where)).toBe(true);
-    expect(readdirSync(cache).filter((n) => n.endsWith(".lock"))).toEqual([]);
-    const again = userProfileStore({ MLA_KV_CACHE_DIR: cache }, (l) => warnings.push(l), new ProfileLookup({ bundledDir: freshDir() }));
-    expect(LayoutProfileSchema.parse(again.existing(me, key))).toEqual(layout);
-    expect(warnings).toEqual([]);
-  });
-
-  it("throws, saying why, when the profile cannot be written", () => {
-    const file = join(freshDir(), "not-a-dir");
-    writeFileSync(file, "x");
-    const store = userProfileStore({ MLA_KV_CACHE_DIR: file }, () => {}, new ProfileLookup({ bundledDir: freshDir() }));
-    expect(() => store.save(me, key, fakeLayoutProfile())).toThrow(/unwritable/);
-    // No lock can be taken there either; the tune still runs.
-    expect(store.whileTuning!(me, key, () => 42)).toBe(42);
-  });
-
+describe("a run on the user profile store", () => {
   it("backs a whole run end to end", () => {
     const cache = join(freshDir(), "cache");
     const f = fake();
@@ -496,11 +495,11 @@ describe("the user profile store", () => {
 });
 
 describe("the command", () => {
-  it("runs as bun autotune/cli.ts: --help exits 0, a bad flag exits 2 without a stack trace", () => {
-    const help = Bun.spawnSync(["bun", "autotune/cli.ts", "--help"], { cwd: REPO, env: { ...process.env, MLA_KV_QUIET: "" } });
+  it("runs as bun cli/autotune.ts: --help exits 0, a bad flag exits 2 without a stack trace", () => {
+    const help = Bun.spawnSync(["bun", "cli/autotune.ts", "--help"], { cwd: REPO, env: { ...process.env, MLA_KV_QUIET: "" } });
     expect(help.exitCode).toBe(0);
-    expect(help.stdout.toString()).toBe(HELP);
-    const bad = Bun.spawnSync(["bun", "autotune/cli.ts", "--layout", "bf16:512"], { cwd: REPO });
+    expect(help.stdout.toString()).toBe(autotuneHelp());
+    const bad = Bun.spawnSync(["bun", "cli/autotune.ts", "--layout", "bf16:512"], { cwd: REPO });
     expect(bad.exitCode).toBe(2);
     expect(bad.stdout.toString()).toBe("");
     expect(bad.stderr.toString()).toBe('autotune: --layout "bf16:512" is not dtype:nope+rope, e.g. bf16:512+64 (or bf16:512+64:fp8_ds_mla); see --help.\n');
