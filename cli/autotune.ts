@@ -11,13 +11,13 @@ import { dirname } from "node:path";
 import type { Env } from "../autotune/cache_dir.ts";
 import { quietRequested } from "../autotune/lookup.ts";
 import { identityKey, makeProfile, type GpuIdentity, type LayoutProfile, type Profile } from "../autotune/profile.ts";
-import { DEFAULT_MAX_BUCKET, tuneLayoutWithStats, type TuneStats } from "../autotune/search.ts";
-import { layoutAllowsTma } from "../src/layout.ts";
-import { autotuneHelp, layoutInputOf, parseCli, type CliOptions } from "./autotune_flags.ts";
+import { tuneLayoutWithStats, type TuneStats } from "../autotune/search.ts";
+import { BUCKET_COUNT } from "../src/vocabulary.ts";
+import { autotuneHelp, parseCli, type CliOptions } from "./autotune_flags.ts";
 import { createGpuDeps, noGpu, type GpuInfo, type GpuSide, type NoGpus } from "./autotune_gpu.ts";
 import { chooseGpus, jobLabel, layoutJobs, type LayoutJob } from "./autotune_plan.ts";
 import { plotFile, plotLayout } from "./autotune_plot.ts";
-import { crossoverLine, layoutTable, Progress, seconds, type Writer } from "./autotune_report.ts";
+import { layoutTable, Progress, seconds, winnersLine, type Writer } from "./autotune_report.ts";
 import { userProfileStore, type ProfileStore } from "./autotune_store.ts";
 import { EXIT, firstLine, UsageError } from "./usage.ts";
 
@@ -52,7 +52,7 @@ interface Run {
   profiles: Map<string, { identity: GpuIdentity; layouts: Record<string, LayoutProfile> }>;
 }
 
-const BUCKETS_PER_TUNE = DEFAULT_MAX_BUCKET + 1;
+const BUCKETS_PER_TUNE = BUCKET_COUNT;
 
 /**
  * Runs the command; returns the exit status (see {@link EXIT}). Never throws for a bad command
@@ -182,7 +182,7 @@ function runTask(run: Run, task: Task, progressOffset: number): "failed" | { tun
   const lines = [
     `GPU ${gpu.index} ${gpu.name}: ${jobLabel(job)} (${job.key}, ${job.rowBytes} B per row)`,
     layoutTable(layout, job.rowBytes),
-    crossoverLine(layout),
+    winnersLine(layout),
   ];
   if (tuned !== null) {
     lines.push(`tuned in ${seconds(layout.tuneMs)}: ${layout.method}, ${tuned.stats.measurements} timings (there are ${tuned.stats.configsTotal} config × n pairs)`);
@@ -202,9 +202,7 @@ function tuneAndSave(run: Run, task: Task, progressOffset: number) {
   const tag = `${run.gpus.length > 1 ? `GPU ${gpu.index} ` : ""}${jobLabel(job)}`;
   const tune = () => {
     const r = tuneLayoutWithStats({
-      measure: deps.measureFor(gpu.index, job.spec),
-      tmaAllowed: gpu.tmaAllowed && layoutAllowsTma(layoutInputOf(job.spec)),
-      maxBucket: DEFAULT_MAX_BUCKET,
+      ...deps.tunerFor(gpu.index, job.layout),
       method: run.opts.exhaustive ? "exhaustive" : "search",
       now: deps.now,
       onProgress: (done, _total, n) => progress.update(progressOffset + done, `${tag}, ${n}`),

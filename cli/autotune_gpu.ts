@@ -4,12 +4,14 @@
  * its parsing, search and output run and are tested without a GPU.
  */
 import { MlaKvError } from "../ffi/errors.ts";
-import { deviceCount, deviceInfo, supportsPath } from "../src/device.ts";
+import { deviceCount, deviceInfo } from "../src/device.ts";
+import type { WriteLayout } from "../src/layout_key.ts";
+import { bucketOf } from "../src/vocabulary.ts";
 import { gpuIdentity } from "../autotune/identity.ts";
 import { createMeasurer, type Measurer } from "../autotune/measure.ts";
 import type { GpuIdentity } from "../autotune/profile.ts";
-import type { MeasureFn } from "../autotune/search.ts";
-import { layoutInputOf, type TuneLayoutSpec } from "./autotune_flags.ts";
+import type { TuneOptions } from "../autotune/search.ts";
+import { tuningSpace } from "../autotune/tune.ts";
 import { firstLine } from "./usage.ts";
 
 export interface GpuInfo {
@@ -17,9 +19,10 @@ export interface GpuInfo {
   index: number;
   name: string;
   identity: GpuIdentity;
-  /** Whether the TMA path can run on this GPU (sm_90 and later). */
-  tmaAllowed: boolean;
 }
+
+/** What a tune of one layout on one GPU runs on: the timing, the designs that can run, PDL, buckets. */
+export type Tuner = Pick<TuneOptions, "measure" | "paths" | "allowed" | "pdl" | "maxBucket">;
 
 /** Why no GPU can be used: `noGpu` when the library works but finds none (no driver, no device). */
 export interface NoGpus {
@@ -31,14 +34,14 @@ export interface NoGpus {
 export interface GpuSide {
   /** The GPUs there are, or why none can be used. */
   gpus(): GpuInfo[] | NoGpus;
-  /** A timing function for one layout on one device: µs per call, already a best-of-several. */
-  measureFor(device: number, layout: TuneLayoutSpec): MeasureFn;
+  /** The tuner of one layout on one device: its timing (µs per call, a best-of-several) and space. */
+  tunerFor(device: number, layout: WriteLayout): Tuner;
 }
 
 /** This machine's GPUs, timed through the loaded library. */
 export function createGpuDeps(): GpuSide {
-  // One layout's scratch buffers (about 1.3 GB for 1152-byte rows) at a time: the next layout's
-  // measurer frees the previous one's.
+  // One layout's scratch buffers (sized from free memory, up to 1.5 GiB) at a time: the next
+  // layout's measurer frees the previous one's.
   let current: Measurer | undefined;
   process.once("exit", () => current?.free());
   return {
@@ -54,13 +57,14 @@ export function createGpuDeps(): GpuSide {
         index,
         name: deviceInfo(index).name,
         identity: gpuIdentity(index),
-        tmaAllowed: supportsPath(index, "tma"),
       }));
     },
-    measureFor(device, layout) {
+    tunerFor(device, layout) {
       current?.free();
-      current = createMeasurer(device, layoutInputOf(layout));
-      return current.measure;
+      current = undefined;
+      const measurer = createMeasurer(device, layout);
+      current = measurer;
+      return { ...tuningSpace(device, layout), measure: measurer.measure, pdl: measurer.pdl, maxBucket: bucketOf(measurer.scratch.maxN) };
     },
   };
 }
@@ -69,7 +73,7 @@ export function createGpuDeps(): GpuSide {
 export function noGpu(reason: string): GpuSide {
   return {
     gpus: () => ({ error: reason }),
-    measureFor: () => {
+    tunerFor: () => {
       throw new Error(reason);
     },
   };

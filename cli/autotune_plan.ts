@@ -2,16 +2,16 @@
  * What one run of `bun run autotune` tunes: the GPUs (one per distinct setup) and the layout keys
  * (one per distinct row size), each a tune unless a profile is stored already.
  */
-import { layoutKey } from "../src/dispatch.ts";
-import { layoutRowBytes } from "../src/layout.ts";
+import { layoutOfSpec, specName } from "../autotune/autotune.ts";
 import { identityKey } from "../autotune/profile.ts";
-import { layoutInputOf, locName, specName, type CliOptions, type TuneLayoutSpec } from "./autotune_flags.ts";
+import { layoutKey, layoutRowBytes, type WriteLayout } from "../src/layout_key.ts";
+import { locName, type CliOptions } from "./autotune_flags.ts";
 import type { GpuInfo } from "./autotune_gpu.ts";
 
 /** One layout key to tune, and the specs (and loc) that share it. */
 export interface LayoutJob {
   key: string;
-  spec: TuneLayoutSpec;
+  layout: WriteLayout;
   names: string[];
   rowBytes: number;
 }
@@ -20,12 +20,12 @@ export function layoutJobs(opts: CliOptions): LayoutJob[] {
   const jobs: LayoutJob[] = [];
   for (const locBytes of opts.locs) {
     for (const s of opts.layouts) {
-      const input = layoutInputOf({ ...s, locBytes });
-      const key = layoutKey(input);
+      const layout = layoutOfSpec(s, locBytes);
+      const key = layoutKey(layout);
       const name = specName(s);
       const job = jobs.find((j) => j.key === key);
       if (job === undefined) {
-        jobs.push({ key, spec: { ...s, locBytes }, names: [name], rowBytes: layoutRowBytes(input) });
+        jobs.push({ key, layout, names: [name], rowBytes: layoutRowBytes(layout) });
       } else if (!job.names.includes(name)) job.names.push(name);
     }
   }
@@ -34,7 +34,7 @@ export function layoutJobs(opts: CliOptions): LayoutJob[] {
 
 /** How the output names a job: `bf16:512+64 = fp16:512+64, i64 loc`. */
 export function jobLabel(job: LayoutJob): string {
-  return `${job.names.join(" = ")}, ${locName(job.spec.locBytes)} loc`;
+  return `${job.names.join(" = ")}, ${locName(job.layout.locBytes)} loc`;
 }
 
 /**

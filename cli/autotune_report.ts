@@ -1,6 +1,6 @@
 /**
- * What `bun run autotune` prints: the per-n table of a tuned layout, its crossover line, and the
- * progress line on stderr.
+ * What `bun run autotune` prints: the per-n table of a tuned layout, which design wins where, and
+ * the progress line on stderr.
  */
 import type { LayoutProfile } from "../autotune/profile.ts";
 
@@ -10,37 +10,44 @@ export interface Writer {
   isTTY?: boolean;
 }
 
-/** The per-n table of one layout's profile. */
+const launchName = (c: { path: string; warps: number; rowsPerWarp: number }) =>
+  c.path === "spread" ? `spread r${c.rowsPerWarp}` : `${c.path} w${c.warps}r${c.rowsPerWarp}`;
+
+/** The per-n table of one layout's profile: the chosen launch, and the fastest of the next design. */
 export function layoutTable(layout: LayoutProfile, rowBytes: number): string {
-  const head = ["n", "path", "warps", "rows/warp", "µs/call", "GB/s", "other path µs", "other/chosen"];
+  const head = ["n", "chosen", "µs/call", "GB/s", "next design", "µs", "next/chosen"];
   const rows = layout.buckets.map((b) => {
-    const other = b.best.path === "tma" ? b.bestVector : b.bestTma;
-    const gbs = (2 * b.n * rowBytes) / (b.best.us * 1e3);
+    const best = b.ranked[0]!;
+    const next = b.ranked[1];
+    const gbs = (2 * b.n * rowBytes) / (best.us * 1e3);
     return [
       String(b.n),
-      b.best.path,
-      String(b.best.warps),
-      String(b.best.rowsPerWarp),
-      b.best.us.toFixed(2),
+      launchName(best),
+      best.us.toFixed(2),
       gbs < 10 ? gbs.toFixed(2) : gbs < 100 ? gbs.toFixed(1) : gbs.toFixed(0),
-      other === null ? "—" : other.us.toFixed(2),
-      other === null ? "—" : `${(other.us / b.best.us).toFixed(2)}×`,
+      next === undefined ? "—" : launchName(next),
+      next === undefined ? "—" : next.us.toFixed(2),
+      next === undefined ? "—" : `${(next.us / best.us).toFixed(2)}×`,
     ];
   });
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   // Text columns read best left-aligned, numbers right-aligned.
-  const left = new Set([1]);
+  const left = new Set([1, 4]);
   const line = (cells: string[]) =>
     cells.map((c, i) => (left.has(i) ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ").trimEnd();
   return [line(head), ...rows.map(line)].join("\n");
 }
 
-export function crossoverLine(layout: LayoutProfile): string {
-  if (layout.buckets.every((b) => b.bestTma === null)) return "crossover: TMA not available";
-  if (layout.crossoverN !== null) return `crossover: TMA from n = ${layout.crossoverN}`;
-  const wins = layout.buckets.filter((b) => b.best.path === "tma").map((b) => b.n);
-  if (wins.length === 0) return "crossover: TMA never wins";
-  return `crossover: none; TMA wins only at n = ${wins.join(", ")}`;
+/** Which design wins where, as runs of n: "fastest: spread at n = 1-32, specialized at n = 64-65536". */
+export function winnersLine(layout: LayoutProfile): string {
+  const runs: { path: string; from: number; to: number }[] = [];
+  for (const b of layout.buckets) {
+    const path = b.ranked[0]!.path;
+    const last = runs.at(-1);
+    if (last !== undefined && last.path === path) last.to = b.n;
+    else runs.push({ path, from: b.n, to: b.n });
+  }
+  return `fastest: ${runs.map((r) => `${r.path} at n = ${r.from === r.to ? r.from : `${r.from}-${r.to}`}`).join(", ")}`;
 }
 
 /** A duration as people read it: 0.25 s, 12.3 s, 3 min 5 s. */

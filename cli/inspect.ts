@@ -14,6 +14,7 @@ import { cacheDir, cacheDirProblem, profilePath, type Env } from "../autotune/ca
 import { gpuIdentity, PACKAGE_VERSION } from "../autotune/identity.ts";
 import { autotuneEnabled, BUNDLED_PROFILES_DIR } from "../autotune/lookup.ts";
 import { identityKey, type Profile } from "../autotune/profile.ts";
+import { winnersLine } from "./autotune_report.ts";
 import { readProfileFile } from "../autotune/store.ts";
 import { EXIT, exitStatusHelp, firstLine, parseFlags, UsageError } from "./usage.ts";
 
@@ -21,7 +22,7 @@ interface ProfileReport {
   source: "user" | "bundled" | "none";
   path: string | null;
   createdAt?: string;
-  layouts?: Record<string, { tunedAt: string; crossoverN: number | null; method: string }>;
+  layouts?: Record<string, { tunedAt: string; method: string; fastest: string }>;
   note?: string;
 }
 
@@ -36,7 +37,7 @@ export interface InspectReport {
 function summarise(profile: Profile): Pick<ProfileReport, "createdAt" | "layouts"> {
   const layouts: ProfileReport["layouts"] = {};
   for (const [key, layout] of Object.entries(profile.layouts)) {
-    layouts[key] = { tunedAt: layout.tunedAt, crossoverN: layout.crossoverN, method: layout.method };
+    layouts[key] = { tunedAt: layout.tunedAt, method: layout.method, fastest: winnersLine(layout) };
   }
   return { createdAt: profile.createdAt, layouts };
 }
@@ -123,8 +124,7 @@ export function formatInspect(r: InspectReport): string {
     } else {
       lines.push(`     profile (${p.source}): ${p.path}`);
       for (const [key, l] of Object.entries(p.layouts ?? {})) {
-        const crossover = l.crossoverN === null ? "TMA never takes over" : `TMA from n = ${l.crossoverN}`;
-        lines.push(`       ${key.padEnd(28)} tuned ${l.tunedAt} (${l.method}), ${crossover}`);
+        lines.push(`       ${key.padEnd(36)} tuned ${l.tunedAt} (${l.method}); ${l.fastest}`);
       }
     }
   }
