@@ -127,16 +127,9 @@ describe.skipIf(!host)(`autotune() against the host implementation of the ABI${h
   // First-use tuning is off, so only autotune() itself may tune.
   const env = () => ({ MLA_KV_LIBRARY: host!, MLA_KV_AUTOTUNE: "0", MLA_KV_CACHE_DIR: mkdtempSync(join(tmpdir(), "mla-kv-autotune-")) });
   const storeFake = `
-    const { gpuIdentity } = await import(root + "/autotune/identity.ts");
-    const { makeProfile } = await import(root + "/autotune/profile.ts");
-    const { writeProfileFile } = await import(root + "/autotune/store.ts");
-    const { cacheDir, profilePath } = await import(root + "/autotune/cache_dir.ts");
+    const { storeProfile } = await import(root + "/tests/autotune/fixtures/stored_profile.ts");
     const { fakeLayoutProfile } = await import(root + "/tests/autotune/fixtures/fake.ts");
-    const store = (layouts) => {
-      const identity = gpuIdentity(m.deviceInfo(0).index);
-      const written = writeProfileFile(profilePath(cacheDir(process.env), identity), makeProfile(identity, layouts));
-      if (!written.ok) throw new Error(written.detail);
-    };
+    const store = (layouts) => storeProfile(m.deviceInfo(0).index, layouts);
   `;
 
   it("answers from the stored profile without tuning, once per layout and loc dtype asked for", () => {

@@ -111,19 +111,14 @@ describe.skipIf(!host)(`first use against the host implementation of the ABI${ho
     const result = runInChild(`
       const { profiledTable } = await import(root + "/autotune/first_use.ts");
       const { copyLayout } = await import(root + "/src/layout_key.ts");
-      const { gpuIdentity } = await import(root + "/autotune/identity.ts");
-      const { makeProfile } = await import(root + "/autotune/profile.ts");
-      const { writeProfileFile } = await import(root + "/autotune/store.ts");
-      const { cacheDir, profilePath } = await import(root + "/autotune/cache_dir.ts");
+      const { storeProfile } = await import(root + "/tests/autotune/fixtures/stored_profile.ts");
       const { fakeLayoutProfile } = await import(root + "/tests/autotune/fixtures/fake.ts");
       const env = { ...process.env, MLA_KV_AUTOTUNE: "0" };
       using stream = m.Stream.create();
       const out = {};
       stream.capture(() => { out.capturing = profiledTable(0, copyLayout(1024, 128, 8), stream, env).final; }).destroy();
       out.eagerWithoutProfile = profiledTable(0, copyLayout(1024, 128, 8), undefined, env).final;
-      const identity = gpuIdentity(0);
-      const written = writeProfileFile(profilePath(cacheDir(env), identity), makeProfile(identity, { "1024+128/i64": fakeLayoutProfile(3) }));
-      if (!written.ok) throw new Error(written.detail);
+      storeProfile(0, { "1024+128/i64": fakeLayoutProfile(3) }, env);
       stream.capture(() => {
         const { table, final } = profiledTable(0, copyLayout(1024, 128, 8), stream, env);
         out.capturingWithProfile = { final, first: table[0][0], last: table[16][0] };

@@ -124,19 +124,14 @@ describe.skipIf(!host)(`tables of mod.ts against the host implementation of the 
     const result = runInChild(`
       const { tableFor } = await import(root + "/src/dispatch_tables.ts");
       const { copyLayout } = await import(root + "/src/layout_key.ts");
-      const { gpuIdentity } = await import(root + "/autotune/identity.ts");
-      const { makeProfile } = await import(root + "/autotune/profile.ts");
-      const { writeProfileFile } = await import(root + "/autotune/store.ts");
-      const { cacheDir, profilePath } = await import(root + "/autotune/cache_dir.ts");
-      const identity = gpuIdentity(m.deviceInfo(0).index);
+      const { storeProfile } = await import(root + "/tests/autotune/fixtures/stored_profile.ts");
       const launch = (path, warps, us) => ({ path, warps, rowsPerWarp: 2, us });
       const buckets = Array.from({ length: 12 }, (_, b) => ({
         bucket: b, n: 2 ** b,
         ranked: b < 9 ? [launch("spread", 0, 1), launch("vector", 2, 2)] : [launch("tma", 16, 1), launch("specialized", 8, 1.5), launch("vector", 16, 2)],
       }));
       const layout = { tunedAt: new Date().toISOString(), tuneMs: 1, method: "search", pdl: true, buckets };
-      const written = writeProfileFile(profilePath(cacheDir(process.env), identity), makeProfile(identity, { "1024+128/i64": layout }));
-      if (!written.ok) throw new Error(written.detail);
+      storeProfile(m.deviceInfo(0).index, { "1024+128/i64": layout });
       const t = tableFor(0, copyLayout(1024, 128, 8));
       return [t[0], t[11], t[16]];
     `, noTuning());

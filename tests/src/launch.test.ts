@@ -2,18 +2,16 @@
  * launchWrite is the one caller of the C writes; these run it across the real FFI into the host
  * fixture, which logs every call's arguments (HOST_MLA_KV_LOG) and runs the library's own checks.
  */
-import { afterAll, describe, expect, it } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, it } from "bun:test";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { hostLibrary } from "../helpers/host_library.ts";
 import { describeChild, runInChild } from "../helpers/run_in_child.ts";
+import { tempDirs } from "../helpers/temp_dirs.ts";
 
 const host = hostLibrary();
-const logs = mkdtempSync(join(tmpdir(), "mla-kv-launch-"));
-afterAll(() => rmSync(logs, { recursive: true, force: true }));
-let count = 0;
-const freshLog = () => join(logs, `calls-${count++}.log`);
+const freshDir = tempDirs("mla-kv-launch-");
+const freshLog = () => join(freshDir(), "calls.log");
 const lines = (log: string) => (existsSync(log) ? readFileSync(log, "utf8").trim().split("\n") : []);
 /** The part of a logged line from `from` on. */
 const tail = (line: string, from: string) => line.slice(line.indexOf(from));

@@ -1,6 +1,5 @@
-import { afterAll, describe, expect, it } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, it } from "bun:test";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { DeviceTensor } from "../../src/tensor.ts";
 import { setMlaKvBuffer, validateSetMlaKvBufferOptions } from "../../src/set_mla_kv_buffer.ts";
@@ -8,6 +7,7 @@ import { Stream } from "../../src/stream.ts";
 import { fake } from "../helpers/fake_tensors.ts";
 import { hostLibrary, hostLibraryFailure } from "../helpers/host_library.ts";
 import { describeChild, runInChild } from "../helpers/run_in_child.ts";
+import { tempDirs } from "../helpers/temp_dirs.ts";
 import { thrown } from "../helpers/thrown.ts";
 
 function write(n = 2) {
@@ -112,10 +112,8 @@ describe("setMlaKvBuffer options", () => {
 // Everything below crosses the real FFI into a CPU implementation of mla_kv.h, in a child process
 // (the library is chosen once per process).
 const host = hostLibrary();
-const logs = mkdtempSync(join(tmpdir(), "mla-kv-log-"));
-afterAll(() => rmSync(logs, { recursive: true, force: true }));
-let logCount = 0;
-const freshLog = () => join(logs, `calls-${logCount++}.log`);
+const freshDir = tempDirs("mla-kv-write-");
+const freshLog = () => join(freshDir(), "calls.log");
 const hostReason = host ? "" : ` (skipped: the C fixture did not build: ${hostLibraryFailure().split("\n")[0]})`;
 
 
@@ -132,9 +130,21 @@ function loggedCalls(log: string): Array<Record<string, string>> {
 /** The launch of a logged call: n, path code, warps, rows per warp and flags. */
 const launchOf = (call: Record<string, string>) => `n=${call.n} path=${call.path} warps=${call.warps_per_block} rows=${call.rows_per_warp} flags=${call.flags}`;
 
+/**
+ * A child-body snippet that allocates the tensors of a write that launches but writes no row: kv
+ * of shape `cache`, kNope [n, nope] and kRope [n, rope] of `dtype`, and a loc of n padding rows.
+ */
+function tensors(cache: readonly number[], n: number, nope: number, rope: number, dtype = "bf16", cacheDtype = dtype): string {
+  return `
+    using kv = m.allocTensor("${cacheDtype}", ${JSON.stringify(cache)});
+    using kNope = m.allocTensor("${dtype}", [${n}, ${nope}]);
+    using kRope = m.allocTensor("${dtype}", [${n}, ${rope}]);
+    using loc = m.fromHost(new Int32Array(${n}).fill(-1), "i32", [${n}]);`;
+}
+
 describe.skipIf(!host)(`setMlaKvBuffer against the host implementation of the ABI${hostReason}`, () => {
   // The built-in rule, not a tune: the host implementation has no GPU to time.
-  const env = (extra: Record<string, string> = {}) => ({ MLA_KV_LIBRARY: host!, MLA_KV_AUTOTUNE: "0", MLA_KV_CACHE_DIR: mkdtempSync(join(logs, "cache-")), ...extra });
+  const env = (extra: Record<string, string> = {}) => ({ MLA_KV_LIBRARY: host!, MLA_KV_AUTOTUNE: "0", MLA_KV_CACHE_DIR: freshDir(), ...extra });
 
   it("writes nope then rope into the rows named by loc, skipping padding and leaving the row tail alone", () => {
     const result = runInChild(`
@@ -276,13 +286,7 @@ describe.skipIf(!host)(`setMlaKvBuffer against the host implementation of the AB
   });
 
   it("takes TMA for a large batch of rows with no specialized kernels on sm_90, and the vector path before sm_90", () => {
-    const body = `
-      using kv = m.allocTensor("bf16", [64, 640]);
-      using nope = m.allocTensor("bf16", [2000, 512]);
-      using rope = m.allocTensor("bf16", [2000, 128]);
-      using loc = m.fromHost(new Int32Array(2000).fill(-1), "i32", [2000]);
-      m.setMlaKvBuffer(kv, loc, nope, rope);
-    `;
+    const body = `${tensors([64, 640], 2000, 512, 128)} m.setMlaKvBuffer(kv, loc, kNope, kRope);`;
     const hopper = freshLog();
     const ampere = freshLog();
     for (const [log, cc] of [[hopper, "9"], [ampere, "8"]] as const) {
@@ -357,13 +361,7 @@ describe.skipIf(!host)(`setMlaKvBuffer against the host implementation of the AB
 
     it("refuses TMA forced with 8 warps, naming the shared memory it would need, and launches nothing", () => {
       const log = freshLog();
-      const result = runInChild(`
-        using kv = m.allocTensor("bf16", [64, 8200]);
-        using kNope = m.allocTensor("bf16", [1000, 8192]);
-        using kRope = m.allocTensor("bf16", [1000, 8]);
-        using loc = m.fromHost(new Int32Array(1000).fill(-1), "i32", [1000]);
-        m.setMlaKvBuffer(kv, loc, kNope, kRope, { path: "tma", warps: 8 });
-      `, env({ HOST_MLA_KV_LOG: log }));
+      const result = runInChild(`${tensors([64, 8200], 1000, 8192, 8)} m.setMlaKvBuffer(kv, loc, kNope, kRope, { path: "tma", warps: 8 });`, env({ HOST_MLA_KV_LOG: log }));
       expect(result.error, describeChild(result)).toEqual({
         name: "MlaKvError",
         code: "UNSUPPORTED",
@@ -378,64 +376,46 @@ describe.skipIf(!host)(`setMlaKvBuffer against the host implementation of the AB
   describe("with a forced path", () => {
     const forced = (setup: string, options: string, extra: Record<string, string> = {}) => {
       const log = freshLog();
-      const result = runInChild(`
-        ${setup}
-        using loc = m.fromHost(new Int32Array(kNope.shape[0]).fill(-1), "i32", [kNope.shape[0]]);
-        m.setMlaKvBuffer(kv, loc, kNope, kRope, ${options});
-      `, env({ HOST_MLA_KV_LOG: log, ...extra }));
+      const result = runInChild(`${setup} m.setMlaKvBuffer(kv, loc, kNope, kRope, ${options});`, env({ HOST_MLA_KV_LOG: log, ...extra }));
       return { result, calls: loggedCalls(log).map(launchOf) };
     };
-    const copy1152 = (n: number) => `
-      using kv = m.allocTensor("bf16", [64, 576]);
-      using kNope = m.allocTensor("bf16", [${n}, 512]);
-      using kRope = m.allocTensor("bf16", [${n}, 64]);`;
-    const copy1280 = (n: number) => `
-      using kv = m.allocTensor("bf16", [64, 640]);
-      using kNope = m.allocTensor("bf16", [${n}, 512]);
-      using kRope = m.allocTensor("bf16", [${n}, 128]);`;
+    /** What a forced call that should be refused threw, and how many writes it launched. */
+    const refusal = ({ result, calls }: ReturnType<typeof forced>): Record<string, unknown> => ({ ...result.error, launched: calls.length, child: result.error ? "" : describeChild(result) });
+    const refused = (argument: string, message: unknown, code = "UNSUPPORTED"): Record<string, unknown> => ({ name: "MlaKvError", code, argument, message, launched: 0, child: "" });
+    const copy1152 = (n: number) => tensors([64, 576], n, 512, 64);
+    const copy1280 = (n: number) => tensors([64, 640], n, 512, 128);
 
     it("refuses TMA on a GPU older than sm_90, naming the GPU, and launches nothing", () => {
-      const { result, calls } = forced(copy1152(2), `{ path: "tma" }`, { HOST_MLA_KV_CC_MAJOR: "8" });
-      expect(result.error?.code, describeChild(result)).toBe("UNSUPPORTED");
-      expect(result.error?.argument).toBe("options.path");
-      expect(result.error?.message).toBe('options.path "tma": the TMA path needs sm_90 or newer; this GPU is sm_8x (device 0, Host Fixture GPU). Use path "auto".');
-      expect(calls).toEqual([]);
+      expect(refusal(forced(copy1152(2), `{ path: "tma" }`, { HOST_MLA_KV_CC_MAJOR: "8" }))).toEqual(
+        refused("options.path", 'options.path "tma": the TMA path needs sm_90 or newer; this GPU is sm_8x (device 0, Host Fixture GPU). Use path "auto".'),
+      );
     });
 
     it("refuses TMA for tensors that are not 16-byte aligned, saying how they are aligned", () => {
-      const { result, calls } = forced(`
-        using kv = m.allocTensor("bf16", [64, 576]);
-        using kNope = m.allocTensor("bf16", [2, 508]);
-        using kRope = m.allocTensor("bf16", [2, 4]);`, `{ path: "tma" }`);
-      expect(result.error?.code, describeChild(result)).toBe("UNSUPPORTED");
-      expect(result.error?.message).toBe(
-        'options.path "tma": the TMA path needs every address, row stride and row size to be multiples of 16 bytes; this write is aligned to 8 (device 0, Host Fixture GPU). Use path "auto".',
+      expect(refusal(forced(tensors([64, 576], 2, 508, 4), `{ path: "tma" }`))).toEqual(
+        refused(
+          "options.path",
+          'options.path "tma": the TMA path needs every address, row stride and row size to be multiples of 16 bytes; this write is aligned to 8 (device 0, Host Fixture GPU). Use path "auto".',
+        ),
       );
-      expect(calls).toEqual([]);
     });
 
     it("refuses the specialized copy for a row size it has no kernels for", () => {
-      const { result, calls } = forced(copy1280(2), `{ path: "specialized" }`);
-      expect(result.error?.code, describeChild(result)).toBe("UNSUPPORTED");
-      expect(result.error?.message).toStartWith('options.path "specialized": the specialized path has kernels for rows of ');
-      expect(result.error?.message).toContain("this row has 1280 (device 0, Host Fixture GPU)");
-      expect(calls).toEqual([]);
+      expect(refusal(forced(copy1280(2), `{ path: "specialized" }`))).toEqual(
+        refused("options.path", expect.stringMatching(/^options\.path "specialized": the specialized path has kernels for rows of .*; this row has 1280 \(device 0, Host Fixture GPU\)/)),
+      );
     });
 
     it("refuses the spread design for a quantizing write", () => {
-      const { result, calls } = forced(`
-        using kv = m.allocTensor("u8", [64, 656]);
-        using kNope = m.allocTensor("bf16", [2, 512]);
-        using kRope = m.allocTensor("bf16", [2, 64]);`, `{ path: "spread", format: "fp8_ds_mla" }`);
-      expect(result.error?.message, describeChild(result)).toContain('options.path "spread": the spread path copies rows; a fp8_ds_mla write converts them');
-      expect(calls).toEqual([]);
+      expect(refusal(forced(tensors([64, 656], 2, 512, 64, "bf16", "u8"), `{ path: "spread", format: "fp8_ds_mla" }`))).toEqual(
+        refused("options.path", expect.stringContaining('options.path "spread": the spread path copies rows; a fp8_ds_mla write converts them')),
+      );
     });
 
     it("refuses warps for the spread design, whose row sizes its block", () => {
-      const { result, calls } = forced(copy1152(2), `{ path: "spread", warps: 4 }`);
-      expect(result.error, describeChild(result)).toMatchObject({ code: "INVALID_ARGUMENT", argument: "options.warps" });
-      expect(result.error?.message).toContain("the spread path sizes its blocks by the row; it takes no warps");
-      expect(calls).toEqual([]);
+      expect(refusal(forced(copy1152(2), `{ path: "spread", warps: 4 }`))).toEqual(
+        refused("options.warps", expect.stringContaining("the spread path sizes its blocks by the row; it takes no warps"), "INVALID_ARGUMENT"),
+      );
     });
 
     it("runs the spread design with warps 0 and the rows per block asked for", () => {
@@ -473,16 +453,12 @@ describe.skipIf(!host)(`setMlaKvBuffer against the host implementation of the AB
   describe("with a forced launch shape and the path left to dispatch", () => {
     it("takes the fastest path of the bucket that can take the warps asked for, the specialized copy in place of spread", () => {
       const log = freshLog();
-      const result = runInChild(`
-        using kv = m.allocTensor("bf16", [64, 576]);
-        using nope = m.allocTensor("bf16", [1000, 512]);
-        using rope = m.allocTensor("bf16", [1000, 64]);
-        using loc = m.fromHost(new Int32Array(1000).fill(-1), "i32", [1000]);
-        m.setMlaKvBuffer(kv, loc.narrow(0, 0, 3), nope.narrow(0, 0, 3), rope.narrow(0, 0, 3), { warps: 16 });
-        m.setMlaKvBuffer(kv, loc, nope, rope, { warps: 2, rowsPerWarp: 4 });
+      const result = runInChild(`${tensors([64, 576], 1000, 512, 64)}
+        m.setMlaKvBuffer(kv, loc.narrow(0, 0, 3), kNope.narrow(0, 0, 3), kRope.narrow(0, 0, 3), { warps: 16 });
+        m.setMlaKvBuffer(kv, loc, kNope, kRope, { warps: 2, rowsPerWarp: 4 });
         using wide = m.allocTensor("bf16", [64, 640]);
         using rope128 = m.allocTensor("bf16", [1000, 128]);
-        m.setMlaKvBuffer(wide, loc, nope, rope128, { warps: 16 });
+        m.setMlaKvBuffer(wide, loc, kNope, rope128, { warps: 16 });
       `, env({ HOST_MLA_KV_LOG: log }));
       expect(result.error, describeChild(result)).toBeUndefined();
       expect(loggedCalls(log).map(launchOf)).toEqual([
@@ -494,11 +470,7 @@ describe.skipIf(!host)(`setMlaKvBuffer against the host implementation of the AB
 
     it("skips TMA with a warp count whose stages do not fit, for the next path of the bucket", () => {
       const log = freshLog();
-      const result = runInChild(`
-        using kv = m.allocTensor("bf16", [64, 8200]);
-        using kNope = m.allocTensor("bf16", [1000, 8192]);
-        using kRope = m.allocTensor("bf16", [1000, 8]);
-        using loc = m.fromHost(new Int32Array(1000).fill(-1), "i32", [1000]);
+      const result = runInChild(`${tensors([64, 8200], 1000, 8192, 8)}
         m.setMlaKvBuffer(kv, loc, kNope, kRope, { warps: 16 });
         m.setMlaKvBuffer(kv, loc, kNope, kRope, { warps: 4 });
       `, env({ HOST_MLA_KV_LOG: log }));
