@@ -294,6 +294,15 @@ describe("the paths and launches it may time", () => {
     }
   });
 
+  it("times and ranks a path whose only allowed launches are none of the fixed seeds (TMA with 1 warp for a 60 KB row), as the exhaustive method does", () => {
+    // 2 warps of 60 KB rows would stage 240 KB, more than the 227 KB an H100 lets a block have.
+    const allowed = (c: LaunchConfig) => c.path !== "tma" || c.warps === 1;
+    for (const method of ["search", "exhaustive"] as const) {
+      const { profile } = tune(h100Like, h100Like.truth, { method, allowed });
+      for (const b of profile.buckets) expect(`${method} n=${b.n}: ${b.ranked.map((c) => c.path).sort().join(",")}`).toBe(`${method} n=${b.n}: tma,vector`);
+    }
+  });
+
   it("times only vector launches when vector is the only path, and ranks it alone", () => {
     const m = counting(h100Like.truth);
     const { profile } = tune({ paths: ["vector"] }, m);

@@ -70,6 +70,7 @@ describe("parseLayoutKey", () => {
     ["refuses a fractional size", "1024.5+128/i64"],
     ["refuses sizes of ten digits", "1024+1234567890/i64"],
     ["refuses a leading zero, which would name a layout twice", "01024+128/i64"],
+    ["refuses a rope size with a leading zero, which would name a layout twice", "1024+0128/i64"],
     ["refuses a tile-scaled format without its scale rule", "fp8_ds_mla<bf16:512+64/i64"],
     ["refuses a scale rule on a flat fp8 format", "fp8_e4m3.pow2<bf16:512+64/i64"],
     ["refuses a scale rule the format does not take", "fp8_ds_mla.ue8m0<bf16:512+64/i64"],

@@ -297,6 +297,19 @@ describe.skipIf(!host)(`setMlaKvBuffer against the host implementation of the AB
     expect(loggedCalls(ampere).map(launchOf)).toEqual(["n=2000 path=1 warps=8 rows=2 flags=1"]);
   });
 
+  it("writes a copy whose empty rope part is a view 2 bytes into its allocation, which takes no part in the alignment", () => {
+    const result = runInChild(`
+      using kv = m.fromHost(new Uint16Array(64 * 512).fill(0xbeef), "bf16", [64, 512]);
+      using nope = m.fromHost(Uint16Array.from({ length: 3 * 512 }, (_, i) => (i * 40503 + 7) & 0xffff), "bf16", [3, 512]);
+      using wide = m.allocTensor("bf16", [3, 5]);
+      using loc = m.fromHost(new Int32Array([4, 9, 1]), "i32", [3]);
+      m.setMlaKvBuffer(kv, loc, nope, wide.narrow(1, 1, 0));
+      const got = kv.download(), sent = nope.download();
+      return [4, 9, 1].every((slot, i) => got.subarray(slot * 512, slot * 512 + 512).every((v, j) => v === sent[i * 512 + j]));
+    `, env());
+    expect(result.value, describeChild(result)).toBe(true);
+  });
+
   it("takes the vector path when the sources are not 16-byte aligned, which the specialized copy of 1152-byte rows needs", () => {
     const log = freshLog();
     const result = runInChild(`
@@ -466,6 +479,16 @@ describe.skipIf(!host)(`setMlaKvBuffer against the host implementation of the AB
         "n=1000 path=3 warps=2 rows=4 flags=1",
         "n=1000 path=2 warps=16 rows=1 flags=1",
       ]);
+    });
+
+    it("keeps the spread design of a small batch when only the rows (a block) are forced, with warps 0", () => {
+      const log = freshLog();
+      const result = runInChild(`${tensors([64, 576], 3, 512, 64)}
+        m.setMlaKvBuffer(kv, loc, kNope, kRope);
+        m.setMlaKvBuffer(kv, loc, kNope, kRope, { rowsPerWarp: 2 });
+      `, env({ HOST_MLA_KV_LOG: log }));
+      expect(result.error, describeChild(result)).toBeUndefined();
+      expect(loggedCalls(log).map(launchOf)).toEqual(["n=3 path=4 warps=0 rows=1 flags=1", "n=3 path=4 warps=0 rows=2 flags=1"]);
     });
 
     it("skips TMA with a warp count whose stages do not fit, for the next path of the bucket", () => {
