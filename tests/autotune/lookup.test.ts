@@ -11,9 +11,9 @@ import {
   tuneLockTarget,
   type GetOrTuneOptions,
 } from "../../autotune/lookup.ts";
-import { identityKey, makeProfile, type GpuIdentity, type LayoutProfile, type Profile } from "../../autotune/profile.ts";
+import { SCHEMA_VERSION, identityKey, makeProfile, type GpuIdentity, type LayoutProfile, type Profile } from "../../autotune/profile.ts";
 import { readProfileFile } from "../../autotune/store.ts";
-import { fakeLayoutProfile, h100 } from "./fixtures/fake.ts";
+import { fakeLayoutProfile, h100, scaleOf as us0 } from "./fixtures/fake.ts";
 import { describeChild, runInChild } from "../helpers/run_in_child.ts";
 import { SPECIAL_FILES } from "../helpers/special_files.ts";
 import { tempDirs } from "../helpers/temp_dirs.ts";
@@ -66,9 +66,6 @@ function setup(opts: { cacheDir?: string; env?: Env } = {}) {
     },
   };
 }
-
-/** Which fakeLayoutProfile(scale) a layout came from: bucket 0 costs scale × 2.01 µs there. */
-const us0 = (l: LayoutProfile | null) => (l ? Math.round(l.buckets[0]!.bestVector.us / 2.01) : undefined);
 
 describe("lookup order", () => {
   it("answers from memory before the user file, the user file before bundled, and bundled before tuning", () => {
@@ -163,6 +160,53 @@ describe("lookup order", () => {
   });
 });
 
+describe("force", () => {
+  it("tunes again when the user file already has the layout, replacing it there and keeping the other layouts", () => {
+    const s = setup();
+    writeFileSync(s.path, JSON.stringify(profileWith({ [K1]: fakeLayoutProfile(2), [K2]: fakeLayoutProfile(3) })));
+    const r = s.call(K1, { force: true });
+    expect([r.source, us0(r.layout), r.persisted]).toEqual(["tuned", TUNED_SCALE, true]);
+    expect(s.tuned).toEqual([K1]);
+    const onDisk = readProfileFile(s.path, me);
+    if (!onDisk.ok) throw new Error(`unreadable after a forced tune: ${onDisk.reason}`);
+    expect([us0(onDisk.profile.layouts[K1]!), us0(onDisk.profile.layouts[K2]!)]).toEqual([TUNED_SCALE, 3]);
+    expect(s.warnings).toEqual([]);
+  });
+
+  it("tunes again over this process's memory, and later calls answer with the new profile", () => {
+    const s = setup();
+    expect(s.call(K1, { tune: () => fakeLayoutProfile(4) }).source).toBe("tuned");
+    expect(us0(s.call(K1).layout)).toBe(4);
+    expect(us0(s.call(K1, { force: true }).layout)).toBe(TUNED_SCALE);
+    const after = s.call(K1);
+    expect([after.source, us0(after.layout)]).toEqual(["memory", TUNED_SCALE]);
+  });
+
+  it("tunes even with MLA_KV_AUTOTUNE=0, which only turns first-use tuning off", () => {
+    const s = setup({ env: { MLA_KV_AUTOTUNE: "0" } });
+    expect(s.call(K1).why).toBe("autotune-disabled");
+    expect(s.call(K1, { force: true }).source).toBe("tuned");
+    expect(s.tuned).toEqual([K1]);
+  });
+
+  it("never tunes while canTune is false, answering from the stored profile as without force", () => {
+    const s = setup();
+    writeFileSync(s.path, JSON.stringify(profileWith({ [K1]: fakeLayoutProfile(2) })));
+    const r = s.call(K1, { force: true, canTune: false });
+    expect([r.source, us0(r.layout)]).toEqual(["user", 2]);
+    expect(s.call(K2, { force: true, canTune: false }).why).toBe("cannot-tune");
+    expect(s.tuned).toEqual([]);
+  });
+
+  it("still takes turns on the tune lock, and does not tune while another process holds it past the wait", () => {
+    const s = setup();
+    plantLiveHolder(lockPathFor(tuneLockTarget(s.path, K1)));
+    const r = s.call(K1, { force: true, tuneLock: { timeoutMs: 30, staleMs: 60_000 } });
+    expect([r.source, r.why]).toEqual(["none", "tune-lock-timeout"]);
+    expect(s.tuned).toEqual([]);
+  });
+});
+
 describe("bad user profiles", () => {
   const good = () => JSON.stringify(profileWith({ [K2]: fakeLayoutProfile(2) }), null, 2);
   const cases: Array<[string, () => string, RegExp]> = [
@@ -173,7 +217,8 @@ describe("bad user profiles", () => {
     ["foreign-GPU", () => JSON.stringify(profileWith({ [K1]: fakeLayoutProfile(2) }, h100({ gpu: { name: "NVIDIA A100-SXM4-80GB", ccMajor: 8, smCount: 108 } }))), /for another setup \(GPU NVIDIA A100-SXM4-80GB ≠ NVIDIA H100/],
     ["other-driver", () => JSON.stringify(profileWith({ [K1]: fakeLayoutProfile(2) }, h100({ gpu: { driverVersion: 12080 } }))), /for another setup \(driver 12080 ≠ 13000\)/],
     ["other-library-build", () => JSON.stringify(profileWith({ [K1]: fakeLayoutProfile(2) }, h100({ libraryBuildId: "build-old" }))), /for another setup \(library build build-old ≠ build-aaaa1111\)/],
-    ["future-schema", () => JSON.stringify({ ...JSON.parse(good()), schemaVersion: 2 }), /from a newer package \(schema version 2 is newer/],
+    ["previous-schema", () => JSON.stringify({ ...JSON.parse(good()), schemaVersion: SCHEMA_VERSION - 1 }), new RegExp(`for another setup \\(schema version ${SCHEMA_VERSION - 1} ≠ ${SCHEMA_VERSION}\\)`)],
+    ["future-schema", () => JSON.stringify({ ...JSON.parse(good()), schemaVersion: SCHEMA_VERSION + 1 }), new RegExp(`from a newer package \\(schema version ${SCHEMA_VERSION + 1} is newer`)],
   ];
 
   for (const [what, content, warning] of cases) {

@@ -1,20 +1,20 @@
 import { describe, expect, it } from "bun:test";
 import {
+  BucketSchema,
   LayoutKeySchema,
   LayoutProfileSchema,
   ProfileSchema,
   SCHEMA_VERSION,
-  bucketOf,
-  choiceFor,
-  computeCrossoverN,
   identityKey,
   identityMismatch,
   makeProfile,
-  parseLayoutKey,
+  type Bucket,
   type GpuIdentity,
+  type LayoutProfile,
   type Profile,
 } from "../../autotune/profile.ts";
-import { layoutKey } from "../../src/dispatch.ts";
+import { copyLayout, layoutKey } from "../../src/layout_key.ts";
+import { BUCKET_COUNT, LAST_BUCKET } from "../../src/vocabulary.ts";
 import { fakeLayoutProfile, h100 } from "./fixtures/fake.ts";
 
 function profile(): Profile {
@@ -26,13 +26,32 @@ function issuesOf(value: unknown): string {
   return r.success ? "" : JSON.stringify(r.error.issues);
 }
 
+/** The messages of the issues the bucket schema finds, "" when it accepts the bucket. */
+function bucketIssues(bucket: unknown): string {
+  const r = BucketSchema.safeParse(bucket);
+  return r.success ? "" : r.error.issues.map((i) => i.message).join("; ");
+}
+
+/** Bucket 4 of the fake profile: four launches, one per path, fastest first. */
+function bucket(): Bucket {
+  return structuredClone(fakeLayoutProfile().buckets[4]!);
+}
+
 describe("profile schema", () => {
   it("round-trips a profile through JSON unchanged", () => {
     const p = profile();
     const back = ProfileSchema.parse(JSON.parse(JSON.stringify(p)));
     expect(back).toEqual(p);
     expect(back.schemaVersion).toBe(SCHEMA_VERSION);
+    expect(SCHEMA_VERSION).toBe(2);
     expect(Object.keys(back.layouts).sort()).toEqual(["1024+128/i64", "656+0/i32"]);
+  });
+
+  it("accepts the fake profile, whose buckets rank a launch of each of the four paths", () => {
+    const lp = fakeLayoutProfile();
+    expect(LayoutProfileSchema.safeParse(lp).success).toBe(true);
+    expect(lp.buckets).toHaveLength(BUCKET_COUNT);
+    expect(new Set(lp.buckets.flatMap((b) => b.ranked.map((c) => c.path)))).toEqual(new Set(["vector", "tma", "specialized", "spread"]));
   });
 
   it("rejects buckets that do not start at 0", () => {
@@ -44,76 +63,135 @@ describe("profile schema", () => {
   it("rejects unsorted, duplicated and gapped buckets", () => {
     const swapped = fakeLayoutProfile();
     [swapped.buckets[3], swapped.buckets[4]] = [swapped.buckets[4]!, swapped.buckets[3]!];
-    const duplicated = fakeLayoutProfile();
+    const duplicated = fakeLayoutProfile(1, 10);
     duplicated.buckets.splice(5, 0, duplicated.buckets[5]!);
     const gapped = fakeLayoutProfile();
     gapped.buckets.splice(7, 1);
     for (const lp of [swapped, duplicated, gapped]) {
-      expect(LayoutProfileSchema.safeParse(lp).success).toBe(false);
+      expect(JSON.stringify(LayoutProfileSchema.safeParse(lp).error?.issues)).toContain("sorted, unique and contiguous from 0");
     }
-    expect(LayoutProfileSchema.safeParse(fakeLayoutProfile()).success).toBe(true);
   });
 
-  it("rejects an empty bucket list", () => {
+  it("rejects an empty bucket list and one with more buckets than there are", () => {
     expect(LayoutProfileSchema.safeParse({ ...fakeLayoutProfile(), buckets: [] }).success).toBe(false);
+    const long = fakeLayoutProfile();
+    long.buckets.push({ ...long.buckets[LAST_BUCKET]!, bucket: BUCKET_COUNT, n: 2 ** BUCKET_COUNT });
+    expect(LayoutProfileSchema.safeParse(long).success).toBe(false);
+  });
+
+  it("accepts a profile that stops before the last bucket (the memory allowed no larger n)", () => {
+    expect(LayoutProfileSchema.safeParse(fakeLayoutProfile(1, 9)).success).toBe(true);
   });
 
   it("rejects a bucket whose n is not 2^bucket", () => {
-    const lp = fakeLayoutProfile();
-    lp.buckets[4]!.n = 15;
-    expect(JSON.stringify(LayoutProfileSchema.safeParse(lp).error?.issues)).toContain("2^bucket");
+    const b = bucket();
+    b.n = 15;
+    expect(bucketIssues(b)).toContain("n must be 2^bucket = 16, got 15");
   });
 
-  it("rejects a best that is slower than bestVector", () => {
-    const lp = fakeLayoutProfile();
-    const b = lp.buckets[0]!;
-    b.best = { ...b.bestVector, us: b.bestVector.us + 1 };
-    expect(JSON.stringify(LayoutProfileSchema.safeParse(lp).error?.issues)).toContain("slower than bestVector");
+  it("records whether the timed launches used PDL, and refuses a profile that does not say", () => {
+    const { pdl: _pdl, ...without } = fakeLayoutProfile();
+    expect(LayoutProfileSchema.safeParse(without).success).toBe(false);
+    expect(LayoutProfileSchema.safeParse({ ...fakeLayoutProfile(), pdl: false }).success).toBe(true);
+    expect(LayoutProfileSchema.safeParse({ ...fakeLayoutProfile(), pdl: "yes" }).success).toBe(false);
   });
 
-  it("rejects a best that is neither measured winner", () => {
-    const lp = fakeLayoutProfile();
-    const b = lp.buckets[2]!;
-    b.best = { ...b.bestVector, warps: 16 };
-    expect(LayoutProfileSchema.safeParse(lp).success).toBe(false);
+  it("rejects a profile of the previous schema, with bestVector and bestTma instead of ranked launches", () => {
+    const vector = { path: "vector", warps: 4, rowsPerWarp: 1, us: 2 };
+    const v1 = {
+      tunedAt: new Date(0).toISOString(),
+      tuneMs: 1,
+      method: "search",
+      crossoverN: null,
+      buckets: [{ bucket: 0, n: 1, best: vector, bestVector: vector, bestTma: null }],
+    };
+    expect(LayoutProfileSchema.safeParse(v1).success).toBe(false);
+  });
+});
+
+describe("a bucket's ranked launches", () => {
+  it("are accepted fastest first, one per path, with a vector launch among them", () => {
+    expect(bucketIssues(bucket())).toBe("");
   });
 
-  it("rejects a bestVector on the tma path and a bestTma on the vector path", () => {
-    const a = fakeLayoutProfile();
-    a.buckets[1]!.bestVector.path = "tma";
-    const b = fakeLayoutProfile();
-    b.buckets[1]!.bestTma!.path = "vector";
-    expect(LayoutProfileSchema.safeParse(a).success).toBe(false);
-    expect(LayoutProfileSchema.safeParse(b).success).toBe(false);
+  it("may be a vector launch alone (a write no other path can take)", () => {
+    const b = bucket();
+    b.ranked = b.ranked.filter((c) => c.path === "vector");
+    expect(bucketIssues(b)).toBe("");
   });
 
-  it("accepts a bucket with no TMA measurement", () => {
-    const lp = fakeLayoutProfile(1, 3);
-    for (const b of lp.buckets) {
-      b.bestTma = null;
-      b.best = { ...b.bestVector };
+  it("are refused without a vector launch, which every write can take", () => {
+    const b = bucket();
+    b.ranked = b.ranked.filter((c) => c.path !== "vector");
+    expect(bucketIssues(b)).toContain("ranked must include a vector launch");
+  });
+
+  it("are refused when they are not fastest first", () => {
+    const b = bucket();
+    b.ranked.reverse();
+    expect(bucketIssues(b)).toContain("ranked must be fastest first");
+  });
+
+  it("accept two launches of equal time in either order", () => {
+    const b = bucket();
+    b.ranked[1]!.us = b.ranked[0]!.us;
+    expect(bucketIssues(b)).toBe("");
+  });
+
+  it("are refused when a path appears twice", () => {
+    const b = bucket();
+    const vector = b.ranked.find((c) => c.path === "vector")!;
+    b.ranked = [...b.ranked.filter((c) => c.path !== "tma"), { ...vector, warps: 16, us: vector.us + 100 }];
+    expect(bucketIssues(b)).toContain("path vector appears twice");
+  });
+
+  it("are refused for a spread launch with warps other than 0, since its row sizes its block", () => {
+    for (const warps of [1, 2, 4, 8, 16]) {
+      const b = bucket();
+      b.ranked.find((c) => c.path === "spread")!.warps = warps as 1;
+      expect(bucketIssues(b)).toContain("spread launches have warps 0, the other paths 1-16");
     }
-    lp.crossoverN = null;
-    expect(LayoutProfileSchema.safeParse(lp).success).toBe(true);
   });
 
-  it("rejects launch configs outside the tuned space", () => {
-    const lp = fakeLayoutProfile();
-    (lp.buckets[0]!.bestVector as { warps: number }).warps = 3;
-    expect(LayoutProfileSchema.safeParse(lp).success).toBe(false);
-    const lp2 = fakeLayoutProfile();
-    (lp2.buckets[0]!.bestVector as { rowsPerWarp: number }).rowsPerWarp = 8;
-    expect(LayoutProfileSchema.safeParse(lp2).success).toBe(false);
+  it("are refused for a vector, TMA or specialized launch with warps 0", () => {
+    for (const path of ["vector", "tma", "specialized"] as const) {
+      const b = bucket();
+      b.ranked.find((c) => c.path === path)!.warps = 0;
+      expect(bucketIssues(b)).toContain("spread launches have warps 0, the other paths 1-16");
+    }
   });
 
+  it("are refused empty, or with launch shapes outside the tuned space", () => {
+    expect(bucketIssues({ ...bucket(), ranked: [] })).not.toBe("");
+    for (const bad of [{ warps: 3 }, { warps: 32 }, { rowsPerWarp: 8 }, { rowsPerWarp: 0 }, { path: "warp" }, { us: 0 }, { us: -1 }, { us: Infinity }, { extra: 1 }]) {
+      const b = bucket();
+      Object.assign(b.ranked[0]!, bad);
+      expect(bucketIssues(b), JSON.stringify(bad)).not.toBe("");
+    }
+  });
+});
+
+describe("profile files", () => {
   it("rejects unknown keys, bad layout keys, bad dates and other schema versions", () => {
     const p = profile();
     expect(issuesOf({ ...p, extra: 1 })).toContain("extra");
     expect(issuesOf({ ...p, layouts: { "1024-128-i64": fakeLayoutProfile() } })).toContain("layout key");
     expect(issuesOf({ ...p, createdAt: "yesterday" })).not.toBe("");
-    expect(issuesOf({ ...p, schemaVersion: 2 })).not.toBe("");
+    expect(issuesOf({ ...p, schemaVersion: SCHEMA_VERSION - 1 })).not.toBe("");
+    expect(issuesOf({ ...p, schemaVersion: SCHEMA_VERSION + 1 })).not.toBe("");
     expect(issuesOf({ ...p, layouts: { "1024+128/i64": { ...fakeLayoutProfile(), tuneMs: -1 } } })).not.toBe("");
+    expect(issuesOf({ ...p, layouts: { "1024+128/i64": { ...fakeLayoutProfile(), method: "guess" } } })).not.toBe("");
     expect(issuesOf(p)).toBe("");
+  });
+
+  it("accepts as layout keys exactly what layoutKey names", () => {
+    for (const key of ["1024+128/i64", "656+0/i32", "fp8_ds_mla.pow2<bf16:512+64/i64", "fp8_ds_v4.pow2<bf16:448+64@p64/i32", "fp8_e5m2<fp16:512+64/i64"]) {
+      expect(LayoutKeySchema.safeParse(key).success, key).toBe(true);
+    }
+    expect(LayoutKeySchema.safeParse(layoutKey(copyLayout(1152, 0, 8))).success).toBe(true);
+    for (const key of ["1024/128/i64", "0+0/i64", "fp8_ds_mla<bf16:512+64/i64", "fp8_e4m3<u8:512+64/i64", `${"9".repeat(130)}+0/i64`]) {
+      expect(LayoutKeySchema.safeParse(key).success, key).toBe(false);
+    }
   });
 
   it("never lets a JSON __proto__ layout key reach an object's prototype", () => {
@@ -125,47 +203,12 @@ describe("profile schema", () => {
     expect(Object.keys(parsed.layouts).sort()).toEqual(["1024+128/i64", "656+0/i32"]);
     expect(ProfileSchema.safeParse(JSON.parse(JSON.stringify(profile()).replace("{", '{"__proto__":1,'))).success).toBe(false);
   });
-});
 
-describe("layout keys and buckets", () => {
-  it("parses the layout keys dispatch builds, for copies and quantizing writes", () => {
-    for (const input of [
-      { nopeBytes: 1024, ropeBytes: 128, locBytes: 8 },
-      { nopeBytes: 656, ropeBytes: 0, locBytes: 4 },
-      { nopeBytes: 1024, ropeBytes: 128, locBytes: 8, format: "fp8_ds_mla", sourceDtype: "bf16" },
-      { nopeBytes: 1024, ropeBytes: 128, locBytes: 4, format: "fp8_e5m2", sourceDtype: "fp16" },
-    ] as const) {
-      expect(LayoutKeySchema.safeParse(layoutKey(input)).success).toBe(true);
-    }
-    expect(parseLayoutKey("656+0/i32")).toEqual({ format: null, sourceDtype: null, nope: 656, rope: 0, locDtype: "i32" });
-    expect(parseLayoutKey("fp8_ds_mla<bf16:512+64/i64")).toEqual({ format: "fp8_ds_mla", sourceDtype: "bf16", nope: 512, rope: 64, locDtype: "i64" });
-    expect(parseLayoutKey("1024/128/i64")).toBeNull();
-    expect(parseLayoutKey("0+128/i64")).toBeNull();
-    expect(parseLayoutKey("fp8_e4m3<u8:512+64/i64")).toBeNull();
-  });
-
-  it("maps n to the bucket whose range (2^(b-1), 2^b] holds it", () => {
-    expect([1, 2, 3, 4, 5, 8, 9, 1024, 1025, 131072].map(bucketOf)).toEqual([0, 1, 2, 2, 3, 3, 4, 10, 11, 17]);
-    expect(() => bucketOf(0)).toThrow(RangeError);
-    expect(() => bucketOf(1.5)).toThrow(RangeError);
-  });
-
-  it("picks the bucket's best choice and clamps n beyond the last bucket", () => {
-    const lp = fakeLayoutProfile(1, 10);
-    expect(choiceFor(lp, 3)).toEqual(lp.buckets[2]!.best);
-    expect(choiceFor(lp, 1 << 20)).toEqual(lp.buckets[10]!.best);
-  });
-
-  it("finds the crossover as the first n from which TMA keeps winning", () => {
-    const lp = fakeLayoutProfile();
-    expect(computeCrossoverN(lp.buckets)).toBe(512);
-    // A TMA win that does not last is not a crossover.
-    const b3 = lp.buckets[3]!;
-    b3.best = { ...b3.bestTma!, us: b3.bestVector.us / 2 };
-    b3.bestTma = b3.best;
-    expect(computeCrossoverN(lp.buckets)).toBe(512);
-    for (const b of lp.buckets) b.best = b.bestVector;
-    expect(computeCrossoverN(lp.buckets)).toBeNull();
+  it("copies the layouts given to makeProfile rather than aliasing them", () => {
+    const layouts: Record<string, LayoutProfile> = { "1024+128/i64": fakeLayoutProfile() };
+    const p = makeProfile(h100(), layouts);
+    layouts["656+0/i32"] = fakeLayoutProfile();
+    expect(Object.keys(p.layouts)).toEqual(["1024+128/i64"]);
   });
 });
 
@@ -225,9 +268,10 @@ describe("identityMismatch", () => {
     expect(identityMismatch(p, h100({ packageVersion: "9.9.9" }))).toBe("package version 0.1.0 ≠ 9.9.9");
   });
 
-  it("says a newer schema is not understood", () => {
-    expect(identityMismatch({ ...p, schemaVersion: 2 }, h100())).toBe(
-      "schema version 2 is newer than this package understands",
+  it("says a newer schema is not understood, and an older one differs", () => {
+    expect(identityMismatch({ ...p, schemaVersion: SCHEMA_VERSION + 1 }, h100())).toBe(
+      `schema version ${SCHEMA_VERSION + 1} is newer than this package understands`,
     );
+    expect(identityMismatch({ ...p, schemaVersion: 1 }, h100())).toBe(`schema version 1 ≠ ${SCHEMA_VERSION}`);
   });
 });

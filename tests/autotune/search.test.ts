@@ -1,25 +1,21 @@
 import { describe, expect, it } from "bun:test";
-import { LayoutProfileSchema, computeCrossoverN, type LaunchConfig, type LayoutProfile } from "../../autotune/profile.ts";
+import { LayoutProfileSchema, type LayoutProfile } from "../../autotune/profile.ts";
+import { BEHIND, CONFIRM_TOP, configSpace, tuneLayout, tuneLayoutWithStats, type MeasureFn, type TuneOptions } from "../../autotune/search.ts";
+import { BUCKET_COUNT, PATHS, ROWS_PER_WARP, WARPS, type LaunchConfig, type Path } from "../../src/vocabulary.ts";
+import { H100_RECORDED, RECORDED_PATHS, recorded } from "./fixtures/h100_recorded.ts";
 import {
-  CONFIRM_TOP,
-  DEFAULT_MAX_BUCKET,
-  configSpace,
-  tuneLayout,
-  tuneLayoutWithStats,
-  type MeasureFn,
-  type TuneOptions,
-} from "../../autotune/search.ts";
-import { H100_RECORDED, recorded } from "./fixtures/h100_recorded.ts";
-import {
+  FOUR_PATH_LANDSCAPES,
   LANDSCAPES,
   adversarial,
   bucketQuirk,
   counting,
   h100Like,
+  h200Designs,
   noisy,
   rowsNotConvex,
   rowsWinLate,
   sharpCrossover,
+  specializedAhead,
   twoWarpBasins,
   type Landscape,
 } from "./fixtures/landscapes.ts";
@@ -29,46 +25,51 @@ const clock = () => {
   return () => (t += 5);
 };
 
-function tune(measure: MeasureFn, opts: Partial<TuneOptions> = {}) {
-  return tuneLayoutWithStats({ measure, tmaAllowed: true, now: clock(), ...opts });
+function tune(l: Pick<Landscape, "paths">, measure: MeasureFn, opts: Partial<TuneOptions> = {}) {
+  return tuneLayoutWithStats({ measure, paths: l.paths, pdl: true, now: clock(), ...opts });
 }
 
-/** The true time of the fastest config at n, over the configs allowed. */
-function optimum(l: Landscape, n: number, path?: LaunchConfig["path"], tmaAllowed = true): number {
-  return Math.min(...configSpace(tmaAllowed).filter((c) => path === undefined || c.path === path).map((c) => l.truth(c, n)));
+/** The true time of the fastest launch at n among those of `paths`. */
+function optimum(l: Landscape, n: number, paths: readonly Path[]): number {
+  return Math.min(...configSpace(paths).map((c) => l.truth(c, n)));
+}
+
+/** Every set of paths a call of the layout might be able to take: vector and any of the others. */
+function callKinds(paths: readonly Path[]): Path[][] {
+  const others = paths.filter((p) => p !== "vector");
+  return Array.from({ length: 2 ** others.length }, (_, mask) => ["vector", ...others.filter((_, i) => mask & (1 << i))]);
 }
 
 /**
- * How much slower, as a fraction, each bucket's choices truly are than the true optimum: best and
- * bestVector always; bestTma where TMA is truly within 3 % of vector (further behind, TMA is not
- * walked, by design).
+ * How much slower, as a fraction, dispatch from this profile truly is than the best launch, for
+ * every bucket and every kind of call: a call that can take the paths in `kind` gets the first
+ * ranked launch of one of them (what choose() does), and is compared with the fastest launch of
+ * those paths. The worst case, and where it is.
  */
-function worstLoss(l: Landscape, profile: LayoutProfile, tmaAllowed = true) {
-  let worst = { loss: 0, n: 0, which: "" };
+function worstLoss(l: Landscape, profile: LayoutProfile) {
+  let worst = { loss: 0, n: 0, kind: "" };
   for (const b of profile.buckets) {
-    const tmaClose = tmaAllowed && optimum(l, b.n, "tma") <= 1.03 * optimum(l, b.n, "vector");
-    const checks: Array<[string, LaunchConfig | null, LaunchConfig["path"] | undefined]> = [
-      ["best", b.best, undefined],
-      ["bestVector", b.bestVector, "vector"],
-      ["bestTma", tmaClose ? b.bestTma : null, "tma"],
-    ];
-    for (const [which, cfg, path] of checks) {
-      if (cfg === null) continue;
-      const loss = l.truth(cfg, b.n) / optimum(l, b.n, path, tmaAllowed) - 1;
-      if (loss > worst.loss) worst = { loss, n: b.n, which };
+    for (const kind of callKinds(l.paths)) {
+      const chosen = b.ranked.find((c) => kind.includes(c.path))!;
+      const loss = l.truth(chosen, b.n) / optimum(l, b.n, kind) - 1;
+      if (loss > worst.loss) worst = { loss, n: b.n, kind: kind.join(", ") };
     }
   }
   return worst;
 }
 
-/** The true crossover: the smallest n from which TMA's optimum beats vector's at every bucket. */
-function trueCrossover(truth: MeasureFn): number | null {
+/** The path whose best launch is truly fastest at n, when it wins by more than `margin`; else null. */
+function clearWinner(l: Landscape, n: number, margin: number): Path | null {
+  const best = l.paths.map((p) => [p, optimum(l, n, [p])] as const).sort((a, z) => a[1] - z[1]);
+  return best.length === 1 || best[1]![1] > best[0]![1] * (1 + margin) ? best[0]![0] : null;
+}
+
+/** The smallest bucket n from which TMA ranks first at every larger bucket; null if it does not at the last. */
+function tmaFirstFrom(profile: LayoutProfile): number | null {
   let from: number | null = null;
-  for (let b = DEFAULT_MAX_BUCKET; b >= 0; b--) {
-    const n = 2 ** b;
-    const l = { name: "", truth, crossoverN: null };
-    if (!(optimum(l, n, "tma") < optimum(l, n, "vector"))) break;
-    from = n;
+  for (const b of [...profile.buckets].reverse()) {
+    if (b.ranked[0]!.path !== "tma") break;
+    from = b.n;
   }
   return from;
 }
@@ -77,189 +78,274 @@ function trueCrossover(truth: MeasureFn): number | null {
 const H100: Landscape[] = Object.keys(H100_RECORDED).map((key) => ({
   name: `recorded H100 timings of ${key}`,
   truth: recorded(key),
-  crossoverN: trueCrossover(recorded(key)),
+  paths: RECORDED_PATHS,
+  tmaFirstFrom: null,
 }));
 
-const variants = [...LANDSCAPES, ...H100].flatMap((l, i) => [
+const EVERY = [...LANDSCAPES, ...FOUR_PATH_LANDSCAPES, ...H100];
+
+const variants = EVERY.flatMap((l, i) => [
   { label: l.name, landscape: l, measure: () => l.truth },
   { label: `${l.name}, with 1.5 % timing noise`, landscape: l, measure: () => noisy(l.truth, 1000 + i) },
 ]);
 
 describe("the search", () => {
   for (const v of variants) {
-    it(`lands within 3 % of the exhaustive optimum at every bucket: ${v.label}`, () => {
-      const search = tune(v.measure(), { method: "search" }).profile;
-      const exhaustive = tune(v.measure(), { method: "exhaustive" }).profile;
-      expect(worstLoss(v.landscape, search).loss).toBeLessThanOrEqual(0.03);
+    it(`dispatches within 3 % of the best launch for every bucket and kind of call: ${v.label}`, () => {
+      const search = tune(v.landscape, v.measure(), { method: "search" }).profile;
+      const worst = worstLoss(v.landscape, search);
+      expect(worst.loss, JSON.stringify(worst)).toBeLessThanOrEqual(0.03);
+    });
+
+    it(`ranks first a launch within 3 % of the exhaustive method's first: ${v.label}`, () => {
+      const search = tune(v.landscape, v.measure(), { method: "search" }).profile;
+      const exhaustive = tune(v.landscape, v.measure(), { method: "exhaustive" }).profile;
       for (let b = 0; b < search.buckets.length; b++) {
         const n = 2 ** b;
-        expect(v.landscape.truth(search.buckets[b]!.best, n)).toBeLessThanOrEqual(
-          1.03 * v.landscape.truth(exhaustive.buckets[b]!.best, n),
-        );
+        expect(v.landscape.truth(search.buckets[b]!.ranked[0]!, n)).toBeLessThanOrEqual(1.03 * v.landscape.truth(exhaustive.buckets[b]!.ranked[0]!, n));
       }
     });
   }
 
-  for (const l of [...LANDSCAPES, ...H100]) {
-    it(`uses under half the timings of the exhaustive method, and under 60 % without TMA: ${l.name}`, () => {
-      for (const tmaAllowed of [true, false]) {
-        const search = counting(l.truth);
-        const exhaustive = counting(l.truth);
-        const s = tune(search, { method: "search", tmaAllowed }).stats;
-        const e = tune(exhaustive, { method: "exhaustive", tmaAllowed }).stats;
-        expect(s.measurements).toBe(search.calls);
-        expect(e.measurements).toBe(exhaustive.calls);
-        // Without TMA there is one grid of 15 configs per bucket, and checking that a config
-        // beats its neighbours already takes about a third of it.
-        expect(search.calls).toBeLessThan((tmaAllowed ? 0.5 : 0.6) * exhaustive.calls);
+  for (const l of EVERY) {
+    it(`takes under half the timings of the exhaustive method: ${l.name}`, () => {
+      const search = counting(l.truth);
+      const exhaustive = counting(l.truth);
+      const s = tune(l, search, { method: "search" }).stats;
+      const e = tune(l, exhaustive, { method: "exhaustive" }).stats;
+      expect(s.measurements).toBe(search.calls);
+      expect(e.measurements).toBe(exhaustive.calls);
+      expect(search.calls).toBeLessThan(0.5 * exhaustive.calls);
+    });
+
+    it(`ranks first the path that truly wins a bucket by more than 3 %, for both methods: ${l.name}`, () => {
+      for (const method of ["search", "exhaustive"] as const) {
+        const { profile } = tune(l, l.truth, { method });
+        for (const b of profile.buckets) {
+          const winner = clearWinner(l, b.n, 0.03);
+          if (winner !== null) expect(`${b.n}: ${b.ranked[0]!.path}`).toBe(`${b.n}: ${winner}`);
+        }
       }
     });
   }
 
-  it("finds the exact optimum of every noise-free fake landscape", () => {
-    for (const l of LANDSCAPES) expect(worstLoss(l, tune(l.truth).profile).loss).toBe(0);
+  it("dispatches exactly as well as the best launch on every noise-free two-path fake landscape", () => {
+    for (const l of LANDSCAPES) expect(worstLoss(l, tune(l, l.truth).profile).loss).toBe(0);
+  });
+
+  it("ranks TMA first from the n each landscape says on, at every larger n, for both methods", () => {
+    for (const l of [...LANDSCAPES, ...FOUR_PATH_LANDSCAPES]) {
+      for (const method of ["search", "exhaustive"] as const) {
+        expect([l.name, method, tmaFirstFrom(tune(l, l.truth, { method }).profile)]).toEqual([l.name, method, l.tmaFirstFrom]);
+      }
+    }
   });
 
   it("reaches 4 rows per warp past a slower 2 where 4 win", () => {
-    const { profile } = tune(rowsNotConvex.truth);
+    const { profile } = tune(rowsNotConvex, rowsNotConvex.truth);
     for (const b of profile.buckets) {
-      const fastest = configSpace(true).reduce((x, y) => (rowsNotConvex.truth(y, b.n) < rowsNotConvex.truth(x, b.n) ? y : x));
-      expect(b.best.rowsPerWarp).toBe(fastest.rowsPerWarp);
+      const fastest = configSpace(rowsNotConvex.paths).reduce((x, y) => (rowsNotConvex.truth(y, b.n) < rowsNotConvex.truth(x, b.n) ? y : x));
+      expect(b.ranked[0]!.rowsPerWarp).toBe(fastest.rowsPerWarp);
     }
-    expect(profile.buckets[13]!.best.rowsPerWarp).toBe(4);
-    expect(profile.buckets[9]!.best.rowsPerWarp).toBe(1);
+    expect(profile.buckets[13]!.ranked[0]!.rowsPerWarp).toBe(4);
+    expect(profile.buckets[9]!.ranked[0]!.rowsPerWarp).toBe(1);
   });
 
   it("finds the winner of a bucket that differs from both its neighbours", () => {
-    const { profile } = tune(bucketQuirk.truth);
-    expect(profile.buckets.map((b) => b.best.warps)).toEqual(profile.buckets.map((b) => (b.n === 512 ? 8 : 4)));
+    const { profile } = tune(bucketQuirk, bucketQuirk.truth);
+    expect(profile.buckets.map((b) => b.ranked[0]!.warps)).toEqual(profile.buckets.map((b) => (b.n === 512 ? 8 : 4)));
   });
 
   it("finds a second basin in the warp count that the walk alone would not reach", () => {
-    const { profile } = tune(twoWarpBasins.truth);
-    expect(profile.buckets.map((b) => b.best.warps)).toEqual(profile.buckets.map((b) => (b.n <= 32 ? 2 : 16)));
+    const { profile } = tune(twoWarpBasins, twoWarpBasins.truth);
+    expect(profile.buckets.map((b) => b.ranked[0]!.warps)).toEqual(profile.buckets.map((b) => (b.n <= 32 ? 2 : 16)));
   });
 
   it("walks several steps in one bucket where the best warp count sweeps fast", () => {
-    const { profile } = tune(adversarial.truth);
-    const warps = (n: number) => profile.buckets[Math.log2(n)]!.bestVector.warps;
-    expect([warps(4096), warps(8192), warps(16384)]).toEqual([1, 4, 16]);
-    expect(profile.buckets.at(-1)!.bestVector).toMatchObject({ warps: 16, rowsPerWarp: 4 });
+    const { profile } = tune(adversarial, adversarial.truth);
+    const vector = (n: number) => profile.buckets[Math.log2(n)]!.ranked.find((c) => c.path === "vector")!;
+    expect([vector(4096).warps, vector(8192).warps, vector(16384).warps]).toEqual([1, 4, 16]);
+    expect(vector(65536)).toMatchObject({ warps: 16, rowsPerWarp: 4 });
   });
 
-  it("finds the recorded H100 winners the exhaustive method finds: 4 rows at n = 8192, 8 warps at 512", () => {
-    const i32 = tune(recorded("1024+128/i32")).profile;
-    expect(i32.buckets[13]!.best.rowsPerWarp).toBe(4);
-    expect(i32.buckets[9]!.best.warps).toBe(8);
-    const u8 = tune(recorded("528+128/i64")).profile;
-    expect(u8.crossoverN).toBe(16384);
-    expect(u8.crossoverN).toBe(tune(recorded("528+128/i64"), { method: "exhaustive" }).profile.crossoverN);
+  it("ranks TMA first only in the middle of the range where it wins only there", () => {
+    const { profile } = tune(adversarial, adversarial.truth);
+    expect(profile.buckets.filter((b) => b.ranked[0]!.path === "tma").map((b) => b.n)).toEqual([512, 1024, 2048]);
+  });
+
+  it("switches from vector to TMA at the bucket of a sharp switch at n = 768, with or without noise", () => {
+    const l = sharpCrossover(768);
+    for (const measure of [l.truth, noisy(l.truth, 42)]) {
+      const { buckets } = tune(l, measure).profile;
+      expect(buckets[9]!.ranked.map((c) => c.path)).toEqual(["vector", "tma"]);
+      expect(buckets[10]!.ranked.map((c) => c.path)).toEqual(["tma", "vector"]);
+    }
+  });
+
+  it("finds the recorded H100 winners the exhaustive method finds: 4 rows at n = 8192, 8 warps at 512, TMA first from 16384 for 656-byte rows", () => {
+    const i32 = tune(H100[1]!, recorded("1024+128/i32")).profile;
+    expect(i32.buckets[13]!.ranked[0]!.rowsPerWarp).toBe(4);
+    expect(i32.buckets[9]!.ranked[0]!.warps).toBe(8);
+    for (const method of ["search", "exhaustive"] as const) {
+      const u8 = tune(H100[2]!, recorded("528+128/i64"), { method }).profile;
+      expect(u8.buckets.map((b) => b.ranked[0]!.path === "tma")).toEqual(u8.buckets.map((b) => b.n >= 16384));
+    }
   });
 
   it("picks two rows per warp exactly where they start to win", () => {
-    const { profile } = tune(rowsWinLate.truth);
-    for (const b of profile.buckets) expect(b.best.rowsPerWarp).toBe(b.n < 2048 ? 1 : 2);
+    const { profile } = tune(rowsWinLate, rowsWinLate.truth);
+    for (const b of profile.buckets) expect(b.ranked[0]!.rowsPerWarp).toBe(b.n < 2048 ? 1 : 2);
   });
 });
 
-describe("the crossover", () => {
-  it("of each fake landscape is what its description says", () => {
-    for (const l of LANDSCAPES) expect(trueCrossover(l.truth)).toBe(l.crossoverN);
-    expect(H100.map((l) => l.crossoverN)).toEqual([65536, null, 16384, 16384]);
+describe("the search over all four designs", () => {
+  it("ranks spread first at the smallest n, specialized through the middle and TMA from n = 16384, like the H200", () => {
+    const { profile } = tune(h200Designs, h200Designs.truth);
+    const first = profile.buckets.map((b) => b.ranked[0]!.path);
+    expect(first.slice(0, 4)).toEqual(Array(4).fill("spread"));
+    expect(first.slice(7, 14)).toEqual(Array(7).fill("specialized"));
+    expect(first.slice(14)).toEqual(Array(3).fill("tma"));
+    expect(first).not.toContain("vector");
   });
 
-  for (const l of [...LANDSCAPES, ...H100]) {
-    it(`matches the landscape for both methods: ${l.name}`, () => {
-      for (const method of ["search", "exhaustive"] as const) {
-        const { profile } = tune(l.truth, { method });
-        expect(profile.crossoverN).toBe(l.crossoverN);
-        expect(profile.crossoverN).toBe(computeCrossoverN(profile.buckets));
+  it("ranks a launch of every path it was given in every bucket, spread ones with warps 0", () => {
+    for (const method of ["search", "exhaustive"] as const) {
+      for (const l of FOUR_PATH_LANDSCAPES) {
+        const { profile } = tune(l, l.truth, { method });
+        for (const b of profile.buckets) {
+          expect(b.ranked.map((c) => c.path).sort()).toEqual([...PATHS].sort());
+          expect(b.ranked.find((c) => c.path === "spread")!.warps).toBe(0);
+        }
       }
+    }
+  });
+
+  it("walks the vector path in every bucket even where the specialized copy is far ahead, for the calls that can take nothing else", () => {
+    const { profile } = tune(specializedAhead, specializedAhead.truth);
+    for (const b of profile.buckets) {
+      const vector = b.ranked.find((c) => c.path === "vector")!;
+      expect(specializedAhead.truth(vector, b.n)).toBe(optimum(specializedAhead, b.n, ["vector"]));
+    }
+  });
+
+  it("times a path that trails the best by more than 5 % once a bucket (its last winner), and walks it again once it comes within reach", () => {
+    const perBucket = Object.fromEntries(PATHS.map((p) => [p, Array<number>(BUCKET_COUNT).fill(0)])) as Record<Path, number[]>;
+    tune(h200Designs, (cfg, n) => {
+      perBucket[cfg.path][Math.log2(n)]! += 1;
+      return h200Designs.truth(cfg, n);
     });
-  }
-
-  it("is at 1024 for a sharp switch at n = 768, with or without noise", () => {
-    const l = sharpCrossover(768);
-    expect(tune(l.truth).profile.crossoverN).toBe(1024);
-    expect(tune(noisy(l.truth, 42)).profile.crossoverN).toBe(1024);
-    const { buckets } = tune(l.truth).profile;
-    expect(buckets[9]!.best.path).toBe("vector");
-    expect(buckets[10]!.best.path).toBe("tma");
+    // TMA trails by 20-40 % up to n = 4096 and wins from 16384.
+    expect(h200Designs.truth({ path: "tma", warps: 8, rowsPerWarp: 1 }, 4096)).toBeGreaterThan((1 + BEHIND) * optimum(h200Designs, 4096, PATHS));
+    expect(perBucket.tma.slice(1, 13)).toEqual(Array(12).fill(1));
+    expect(perBucket.tma[14]!).toBeGreaterThan(5);
+    // The vector path is never skipped, far behind as it is.
+    expect(perBucket.vector.every((c) => c > 1)).toBe(true);
   });
 
-  it("is null when TMA wins only in the middle of the range", () => {
-    const { profile } = tune(adversarial.truth);
-    expect(profile.buckets.some((b) => b.best.path === "tma")).toBe(true);
-    expect(profile.buckets.at(-1)!.best.path).toBe("vector");
-    expect(profile.crossoverN).toBeNull();
-  });
-});
-
-describe("TMA far behind", () => {
-  it("gets two timings per bucket while it trails vector by more than 5 %, and a walk once close", () => {
-    const l = sharpCrossover(768);
-    const perBucket = Array.from({ length: 17 }, () => 0);
-    tune((cfg, n) => {
-      if (cfg.path === "tma") perBucket[Math.log2(n)]!++;
-      return l.truth(cfg, n);
-    });
-    // Bucket 0 walks (no history yet); from there TMA is 8 % behind, and is timed in its last
-    // winner's shape (8 warps) and in vector's (4 warps).
-    expect(perBucket.slice(1, 10)).toEqual(Array(9).fill(2));
-    // At n = 1024 TMA's last winner is suddenly 15 % ahead: walked and re-timed again.
-    expect(perBucket[10]!).toBeGreaterThan(5);
-  });
-
-  it("is still reported, with the time of the faster of those two", () => {
-    const l = sharpCrossover(768);
-    const { profile } = tune(l.truth);
-    for (const b of profile.buckets.slice(0, 10)) {
-      expect(b.bestTma!.us).toBeCloseTo(l.truth(b.bestTma!, b.n), 12);
-      expect(b.bestTma!.us).toBeGreaterThan(b.bestVector.us * 1.05);
+  it("still ranks a far-behind path with the time of the launch it timed", () => {
+    const { profile } = tune(h200Designs, h200Designs.truth);
+    for (const b of profile.buckets.slice(1, 12)) {
+      const tma = b.ranked.find((c) => c.path === "tma")!;
+      expect(tma.us).toBe(h200Designs.truth(tma, b.n));
+      expect(b.ranked.at(-1)).toBe(tma);
     }
   });
 });
 
-describe("without TMA", () => {
-  for (const method of ["search", "exhaustive"] as const) {
-    it(`never times or chooses a TMA config (${method})`, () => {
-      for (const l of LANDSCAPES) {
-        const m = counting(l.truth);
-        const { profile } = tune(m, { method, tmaAllowed: false });
-        expect(m.tmaCalls).toBe(0);
-        expect(profile.crossoverN).toBeNull();
-        for (const b of profile.buckets) {
-          expect(b.bestTma).toBeNull();
-          expect(b.best.path).toBe("vector");
-          expect(b.best).toEqual(b.bestVector);
-        }
-        expect(worstLoss(l, profile, false).loss).toBeLessThanOrEqual(0.03);
-      }
-    });
-  }
+describe("the paths and launches it may time", () => {
+  it("lists every launch of the paths given, by path, then warps, then rows; spread only with warps 0", () => {
+    const space = configSpace(PATHS);
+    expect(space).toHaveLength(3 * WARPS.length * ROWS_PER_WARP.length + ROWS_PER_WARP.length);
+    expect(space.slice(0, 3)).toEqual([
+      { path: "vector", warps: 1, rowsPerWarp: 1 },
+      { path: "vector", warps: 1, rowsPerWarp: 2 },
+      { path: "vector", warps: 1, rowsPerWarp: 4 },
+    ]);
+    expect(space.filter((c) => c.path === "spread")).toEqual(ROWS_PER_WARP.map((rowsPerWarp) => ({ path: "spread", warps: 0, rowsPerWarp })));
+    expect([...new Set(space.map((c) => c.path))]).toEqual([...PATHS]);
+    expect(configSpace(["vector"], (c) => c.warps !== 16)).toHaveLength(12);
+  });
+
+  it("never times a path it was not given, with either method", () => {
+    for (const method of ["search", "exhaustive"] as const) {
+      const seen = new Set<Path>();
+      const { profile } = tune({ paths: ["vector", "specialized"] }, (cfg, n) => {
+        seen.add(cfg.path);
+        return h200Designs.truth(cfg, n);
+      }, { method });
+      expect([...seen].sort()).toEqual(["specialized", "vector"]);
+      for (const b of profile.buckets) expect(b.ranked.map((c) => c.path).sort()).toEqual(["specialized", "vector"]);
+    }
+  });
+
+  it("never times a launch `allowed` refuses (TMA with 16 warps, say), and never ranks one", () => {
+    const allowed = (c: LaunchConfig) => !(c.path === "tma" && c.warps >= 8);
+    for (const method of ["search", "exhaustive"] as const) {
+      const m = counting(h200Designs.truth);
+      let refused = 0;
+      const { profile } = tune(h200Designs, (cfg, n) => {
+        if (!allowed(cfg)) refused++;
+        return m(cfg, n);
+      }, { method, allowed });
+      expect(refused).toBe(0);
+      for (const b of profile.buckets) expect(b.ranked.every(allowed)).toBe(true);
+      // Where TMA with 8 warps would have won, the best TMA launch it may take is ranked instead.
+      expect(profile.buckets[16]!.ranked.find((c) => c.path === "tma")!.warps).toBe(4);
+    }
+  });
+
+  it("times and ranks a path whose only allowed launches are none of the fixed seeds (TMA with 1 warp for a 60 KB row), as the exhaustive method does", () => {
+    // 2 warps of 60 KB rows would stage 240 KB, more than the 227 KB an H100 lets a block have.
+    const allowed = (c: LaunchConfig) => c.path !== "tma" || c.warps === 1;
+    for (const method of ["search", "exhaustive"] as const) {
+      const { profile } = tune(h100Like, h100Like.truth, { method, allowed });
+      for (const b of profile.buckets) expect(`${method} n=${b.n}: ${b.ranked.map((c) => c.path).sort().join(",")}`).toBe(`${method} n=${b.n}: tma,vector`);
+    }
+  });
+
+  it("times only vector launches when vector is the only path, and ranks it alone", () => {
+    const m = counting(h100Like.truth);
+    const { profile } = tune({ paths: ["vector"] }, m);
+    expect(m.tmaCalls).toBe(0);
+    for (const b of profile.buckets) expect(b.ranked.map((c) => c.path)).toEqual(["vector"]);
+    expect(LayoutProfileSchema.safeParse(profile).success).toBe(true);
+  });
+
+  it("refuses a list of paths without vector, which every write can take", () => {
+    expect(() => tune({ paths: ["tma", "specialized"] }, h200Designs.truth)).toThrow('paths must include "vector"');
+  });
 });
 
 describe("the result", () => {
-  it("passes the layout profile schema for both methods, with and without TMA", () => {
+  it("passes the layout profile schema for both methods, with two and four paths", () => {
     for (const method of ["search", "exhaustive"] as const) {
-      for (const tmaAllowed of [true, false]) {
-        const { profile } = tune(noisy(h100Like.truth, 3), { method, tmaAllowed });
+      for (const l of [h100Like, h200Designs]) {
+        const { profile } = tune(l, noisy(l.truth, 3), { method });
         const parsed = LayoutProfileSchema.safeParse(JSON.parse(JSON.stringify(profile)));
-        expect(parsed.success).toBe(true);
+        expect(parsed.success, JSON.stringify(parsed.error?.issues)).toBe(true);
         expect(profile.method).toBe(method);
       }
     }
   });
 
+  it("ranks each bucket fastest first by the times it reports", () => {
+    const { profile } = tune(h200Designs, noisy(h200Designs.truth, 11));
+    for (const b of profile.buckets) for (let i = 1; i < b.ranked.length; i++) expect(b.ranked[i]!.us).toBeGreaterThanOrEqual(b.ranked[i - 1]!.us);
+  });
+
+  it("records the PDL setting it was given", () => {
+    expect(tune(h100Like, h100Like.truth, { pdl: false }).profile.pdl).toBe(false);
+    expect(tune(h100Like, h100Like.truth, { pdl: true }).profile.pdl).toBe(true);
+  });
+
   it("covers buckets 0 to 16 by default, n = 1 to 65536", () => {
-    const { profile } = tune(h100Like.truth);
-    expect(DEFAULT_MAX_BUCKET).toBe(16);
-    expect(profile.buckets.map((b) => b.n)).toEqual(Array.from({ length: 17 }, (_, b) => 2 ** b));
+    const { profile } = tune(h100Like, h100Like.truth);
+    expect(profile.buckets.map((b) => b.n)).toEqual(Array.from({ length: BUCKET_COUNT }, (_, b) => 2 ** b));
   });
 
   it("covers exactly the buckets asked for, odd or even, down to bucket 0 alone", () => {
     for (const maxBucket of [0, 1, 2, 5, 11]) {
-      const { profile } = tune(h100Like.truth, { maxBucket });
+      const { profile } = tune(h100Like, h100Like.truth, { maxBucket });
       expect(profile.buckets.length).toBe(maxBucket + 1);
       expect(LayoutProfileSchema.safeParse(profile).success).toBe(true);
       expect(worstLoss(h100Like, profile).loss).toBe(0);
@@ -267,62 +353,83 @@ describe("the result", () => {
   });
 
   it("is the same on every run with the same measurements", () => {
-    const a = tune(noisy(adversarial.truth, 9));
-    const b = tune(noisy(adversarial.truth, 9));
+    const a = tune(h200Designs, noisy(h200Designs.truth, 9));
+    const b = tune(h200Designs, noisy(h200Designs.truth, 9));
     expect(b.profile).toEqual(a.profile);
     expect(b.stats).toEqual(a.stats);
   });
 
   it("takes tunedAt and tuneMs from the clock it is given", () => {
     const times = [1_767_225_600_000, 1_767_225_604_250];
-    const profile = tuneLayout({ measure: h100Like.truth, tmaAllowed: true, now: () => times.shift()! });
+    const profile = tuneLayout({ measure: h100Like.truth, paths: h100Like.paths, pdl: true, now: () => times.shift()! });
     expect(profile.tunedAt).toBe("2026-01-01T00:00:04.250Z");
     expect(profile.tuneMs).toBe(4250);
     expect(profile.method).toBe("search");
   });
 
-  it("reports each config's fastest timing, so a slow first look does not stick", () => {
-    // Every config's first timing is 10 % slow; the re-timing of the leaders is exact.
+  it("reports each launch's fastest timing, so a slow first look does not stick", () => {
+    // Every launch's first timing is 10 % slow; the re-timing of the leaders is exact.
     const seen = new Set<string>();
     const measure: MeasureFn = (cfg, n) => {
       const key = `${cfg.path}/${cfg.warps}/${cfg.rowsPerWarp}/${n}`;
       const first = !seen.has(key);
       seen.add(key);
-      return h100Like.truth(cfg, n) * (first ? 1.1 : 1);
+      return h200Designs.truth(cfg, n) * (first ? 1.1 : 1);
     };
     for (const method of ["search", "exhaustive"] as const) {
       seen.clear();
-      const { profile } = tune(measure, { method });
+      const { profile } = tune(h200Designs, measure, { method });
       for (const b of profile.buckets) {
-        expect(b.best.us).toBeCloseTo(h100Like.truth(b.best, b.n), 12);
-        expect(b.bestVector.us).toBeCloseTo(h100Like.truth(b.bestVector, b.n), 12);
+        const first = b.ranked[0]!;
+        expect(first.us).toBeCloseTo(h200Designs.truth(first, b.n), 12);
+        const vector = b.ranked.find((c) => c.path === "vector")!;
+        expect(vector.us).toBeCloseTo(h200Designs.truth(vector, b.n), 12);
       }
     }
   });
 
-  it("gives an exact tie to vector and to the config first in order", () => {
-    const { profile } = tune(() => 2, { method: "exhaustive" });
-    for (const b of profile.buckets) expect(b.best).toEqual({ path: "vector", warps: 1, rowsPerWarp: 1, us: 2 });
-    expect(tune(() => 2).profile.buckets.every((b) => b.best.path === "vector")).toBe(true);
+  it("breaks an exact tie by the order of launches: vector first, then TMA, specialized, spread, fewest warps and rows first", () => {
+    for (const method of ["search", "exhaustive"] as const) {
+      const { profile } = tune({ paths: PATHS }, () => 2, { method });
+      for (const b of profile.buckets) {
+        expect(b.ranked).toEqual([
+          { path: "vector", warps: 1, rowsPerWarp: 1, us: 2 },
+          { path: "tma", warps: 1, rowsPerWarp: 1, us: 2 },
+          { path: "specialized", warps: 1, rowsPerWarp: 1, us: 2 },
+          { path: "spread", warps: 0, rowsPerWarp: 1, us: 2 },
+        ]);
+      }
+    }
   });
 });
 
 describe("the counts", () => {
-  it("has the exhaustive method time every config at every bucket, then the leaders again", () => {
-    for (const tmaAllowed of [true, false]) {
-      const { stats } = tune(h100Like.truth, { method: "exhaustive", tmaAllowed });
-      const paths = tmaAllowed ? 2 : 1;
-      expect(stats.configsTotal).toBe(17 * paths * 15);
+  it("has the exhaustive method time every launch at every bucket, then each path's leaders in reach again", () => {
+    for (const [paths, space] of [[["vector"], 15], [["vector", "tma"], 30], [PATHS, 48]] as const) {
+      const { stats } = tune({ paths }, h200Designs.truth, { method: "exhaustive" });
+      expect(stats.configsTotal).toBe(BUCKET_COUNT * space);
       expect(stats.configsMeasured).toBe(stats.configsTotal);
-      // Vector's two leaders always; TMA's too where TMA is within 5 % of vector (n >= 4096 here).
-      const again = stats.perBucket.map((c) => c - paths * 15);
-      expect(again).toEqual(Array.from({ length: 17 }, (_, b) => (tmaAllowed && b >= 12 ? 2 : 1) * CONFIRM_TOP));
+      for (const calls of stats.perBucket) {
+        const again = calls - space;
+        expect(again % CONFIRM_TOP).toBe(0);
+        expect(again).toBeGreaterThanOrEqual(CONFIRM_TOP);
+        expect(again).toBeLessThanOrEqual(paths.length * CONFIRM_TOP);
+      }
     }
   });
 
+  it("times vector's leaders again in every bucket, and TMA's only where TMA is within 5 % of the best", () => {
+    const { stats, profile } = tune(h100Like, h100Like.truth, { method: "exhaustive" });
+    const again = stats.perBucket.map((c) => c - 30);
+    const inReach = profile.buckets.map((b) => b.ranked.find((c) => c.path === "tma")!.us <= (1 + BEHIND) * b.ranked[0]!.us);
+    expect(again).toEqual(inReach.map((close) => (close ? 2 : 1) * CONFIRM_TOP));
+    expect(inReach.some((x) => x)).toBe(true);
+    expect(inReach.some((x) => !x)).toBe(true);
+  });
+
   it("adds up per bucket to the total for the search", () => {
-    const { stats } = tune(adversarial.truth);
-    expect(stats.perBucket.length).toBe(17);
+    const { stats } = tune(h200Designs, h200Designs.truth);
+    expect(stats.perBucket.length).toBe(BUCKET_COUNT);
     expect(stats.perBucket.reduce((a, c) => a + c, 0)).toBe(stats.measurements);
     expect(stats.configsMeasured).toBeLessThan(stats.configsTotal);
     expect(stats.perBucket.every((c) => c > 0)).toBe(true);
@@ -333,34 +440,34 @@ describe("progress", () => {
   it("reports every bucket once, counting up to the total", () => {
     for (const method of ["search", "exhaustive"] as const) {
       const calls: Array<[number, number, string]> = [];
-      tune(h100Like.truth, { method, onProgress: (d, t, label) => calls.push([d, t, label]) });
-      expect(calls.map((c) => c[0])).toEqual(Array.from({ length: 17 }, (_, i) => i + 1));
-      expect(calls.every((c) => c[1] === 17)).toBe(true);
-      expect(new Set(calls.map((c) => c[2])).size).toBe(17);
+      tune(h100Like, h100Like.truth, { method, onProgress: (d, t, label) => calls.push([d, t, label]) });
+      expect(calls.map((c) => c[0])).toEqual(Array.from({ length: BUCKET_COUNT }, (_, i) => i + 1));
+      expect(calls.every((c) => c[1] === BUCKET_COUNT)).toBe(true);
+      expect(new Set(calls.map((c) => c[2])).size).toBe(BUCKET_COUNT);
       expect(calls.map((c) => c[2])).toContain("n = 65536");
     }
   });
 });
 
 describe("bad input", () => {
-  it("refuses a timing that is not a positive number, naming the config", () => {
+  it("refuses a timing that is not a positive number, naming the launch", () => {
     for (const bad of [0, -1, Number.NaN, Number.POSITIVE_INFINITY]) {
-      expect(() => tune((_cfg, n) => (n === 64 ? bad : 1))).toThrow(/^measure\(vector, \d+ warps, \d rows\/warp, n = 64\) returned .*positive number of microseconds$/);
+      expect(() => tune(h100Like, (_cfg, n) => (n === 64 ? bad : 1))).toThrow(/^measure\(vector, \d+ warps, \d rows\/warp, n = 64\) returned .*positive number of microseconds$/);
     }
   });
 
   it("lets an error from the timing through", () => {
     expect(() =>
-      tune(() => {
+      tune(h100Like, () => {
         throw new Error("CUDA error: an illegal memory access was encountered");
       }),
     ).toThrow(/illegal memory access/);
   });
 
-  it("refuses a maxBucket outside 0..31 and an unknown method", () => {
-    expect(() => tune(h100Like.truth, { maxBucket: -1 })).toThrow(RangeError);
-    expect(() => tune(h100Like.truth, { maxBucket: 32 })).toThrow(RangeError);
-    expect(() => tune(h100Like.truth, { maxBucket: 2.5 })).toThrow(RangeError);
-    expect(() => tune(h100Like.truth, { method: "random" as never })).toThrow(/method/);
+  it("refuses a maxBucket outside 0..16 and an unknown method", () => {
+    expect(() => tune(h100Like, h100Like.truth, { maxBucket: -1 })).toThrow(RangeError);
+    expect(() => tune(h100Like, h100Like.truth, { maxBucket: BUCKET_COUNT })).toThrow("maxBucket must be an integer in 0..16");
+    expect(() => tune(h100Like, h100Like.truth, { maxBucket: 2.5 })).toThrow(RangeError);
+    expect(() => tune(h100Like, h100Like.truth, { method: "random" as never })).toThrow(/method/);
   });
 });

@@ -1,120 +1,143 @@
 import { describe, expect, it } from "bun:test";
-import { BUCKET_COUNT, bucketOf, builtinTable, dispatch, layoutKey, type DispatchTable } from "../../src/dispatch.ts";
-import { MlaKvError } from "../../ffi/errors.ts";
+import { BUILTIN_LARGE_BATCH_N, BUILTIN_SPREAD_MAX_N, builtinTable, choose, entryFor, type DispatchTable } from "../../src/dispatch.ts";
+import { pathMayRun, type DeviceFacts, type WriteGeometry } from "../../src/eligibility.ts";
+import { BUCKET_COUNT, LAST_BUCKET, bucketN, type LaunchConfig } from "../../src/vocabulary.ts";
 
-describe("bucketOf", () => {
-  it("puts n = 1 (and n = 0) in bucket 0", () => {
-    expect(bucketOf(1)).toBe(0);
-    expect(bucketOf(0)).toBe(0);
+const HOPPER: DeviceFacts = { ccMajor: 9, smemPerBlockOptin: 232448 };
+const AMPERE: DeviceFacts = { ccMajor: 8, smemPerBlockOptin: 166912 };
+const copy = (rowBytes: number, alignment: WriteGeometry["alignment"] = 16): WriteGeometry => ({ format: "copy", rowBytes, alignment });
+
+/** What dispatch takes for a write of `geometry` on `device`, from the built-in rule. */
+const builtin = (n: number, device: DeviceFacts, geometry: WriteGeometry) => choose(builtinTable(), n, (c) => pathMayRun(c, device, geometry));
+
+describe("builtinTable", () => {
+  const table = builtinTable();
+
+  it("has one entry per bucket, each ending with a vector launch", () => {
+    expect(table).toHaveLength(BUCKET_COUNT);
+    for (const entry of table) expect(entry.at(-1)!.path).toBe("vector");
   });
 
-  it("puts n in (2^(k-1), 2^k] in bucket k", () => {
-    expect(bucketOf(2)).toBe(1);
-    expect(bucketOf(3)).toBe(2);
-    expect(bucketOf(4)).toBe(2);
-    expect(bucketOf(5)).toBe(3);
-    expect(bucketOf(512)).toBe(9);
-    expect(bucketOf(513)).toBe(10);
-    expect(bucketOf(1024)).toBe(10);
-    expect(bucketOf(1025)).toBe(11);
-  });
-
-  it("agrees with ceil(log2(n)) for every n up to 2^17", () => {
-    for (let n = 2; n <= 2 ** 17; n++) {
-      if (bucketOf(n) !== Math.ceil(Math.log2(n))) throw new Error(`bucketOf(${n}) = ${bucketOf(n)}`);
+  it("tries spread, then specialized with 4 warps, then vector with 4 warps up to n = 32", () => {
+    expect(BUILTIN_SPREAD_MAX_N).toBe(32);
+    for (const n of [1, 2, 17, 32]) {
+      expect(entryFor(table, n)).toEqual([
+        { path: "spread", warps: 0, rowsPerWarp: 1 },
+        { path: "specialized", warps: 4, rowsPerWarp: 1 },
+        { path: "vector", warps: 4, rowsPerWarp: 1 },
+      ]);
     }
   });
 
-  it("clamps every n past 131072 to the last bucket", () => {
-    expect(bucketOf(131072)).toBe(17);
-    expect(bucketOf(131073)).toBe(17);
-    expect(bucketOf(2 ** 40)).toBe(17);
-    expect(bucketOf(Number.MAX_SAFE_INTEGER)).toBe(BUCKET_COUNT - 1);
+  it("tries specialized, then vector, with 4 warps from n = 33 to 512", () => {
+    expect(BUILTIN_LARGE_BATCH_N).toBe(512);
+    for (const n of [33, 64, 300, 512]) {
+      expect(entryFor(table, n)).toEqual([
+        { path: "specialized", warps: 4, rowsPerWarp: 1 },
+        { path: "vector", warps: 4, rowsPerWarp: 1 },
+      ]);
+    }
   });
 
-  it("refuses a negative or fractional n", () => {
-    expect(() => bucketOf(-1)).toThrow(MlaKvError);
-    expect(() => bucketOf(1.5)).toThrow(MlaKvError);
-    expect(() => bucketOf(Number.NaN)).toThrow(MlaKvError);
-  });
-});
-
-describe("builtinTable", () => {
-  describe("on sm_90 and newer", () => {
-    const table = builtinTable(9);
-
-    it("has one entry per bucket", () => {
-      expect(table.length).toBe(BUCKET_COUNT);
-    });
-
-    it("uses the vector path with 4 warps and 1 row per warp for small batches", () => {
-      for (const n of [1, 2, 64, 300, 512]) {
-        expect(dispatch(table, n, true)).toEqual({ path: "vector", warps: 4, rowsPerWarp: 1 });
-      }
-    });
-
-    it("uses TMA with 8 warps from n = 768 on", () => {
-      for (const n of [768, 1024, 4096, 131072, 10_000_000]) {
-        expect(dispatch(table, n, true)).toEqual({ path: "tma", warps: 8, rowsPerWarp: 1 });
-      }
-    });
-
-    it("decides a whole bucket by its largest n, so 513..767 already take the large-batch choice", () => {
-      expect(dispatch(table, 513, true)).toEqual(dispatch(table, 768, true));
-      expect(dispatch(table, 512, true).path).toBe("vector");
-    });
-
-    it("falls back to vector with 8 warps and 2 rows per warp when TMA is not allowed", () => {
-      expect(dispatch(table, 4096, false)).toEqual({ path: "vector", warps: 8, rowsPerWarp: 2 });
-    });
+  it("tries specialized and TMA with 8 warps, then vector with 8 warps x 2 rows, from n = 513 on", () => {
+    for (const n of [513, 1024, 65536, 10_000_000]) {
+      expect(entryFor(table, n)).toEqual([
+        { path: "specialized", warps: 8, rowsPerWarp: 1 },
+        { path: "tma", warps: 8, rowsPerWarp: 1 },
+        { path: "vector", warps: 8, rowsPerWarp: 2 },
+      ]);
+    }
   });
 
-  describe("before sm_90", () => {
-    const table = builtinTable(8);
+  it("is frozen, entries and launches too, so no caller can change what others dispatch on", () => {
+    expect(Object.isFrozen(table)).toBe(true);
+    for (const entry of table) {
+      expect(Object.isFrozen(entry)).toBe(true);
+      for (const c of entry) expect(Object.isFrozen(c)).toBe(true);
+    }
+  });
 
-    it("never chooses TMA, even when it is allowed", () => {
-      for (let bucket = 0; bucket < BUCKET_COUNT; bucket++) {
-        expect(dispatch(table, 2 ** bucket, true).path).toBe("vector");
-      }
-    });
-
-    it("uses vector with 8 warps and 2 rows per warp for large batches", () => {
-      expect(dispatch(table, 100_000, true)).toEqual({ path: "vector", warps: 8, rowsPerWarp: 2 });
-    });
+  it("gives every launch a shape the path takes: spread warps 0, the others 1-16", () => {
+    for (const entry of table) for (const c of entry) expect(c.path === "spread" ? c.warps === 0 : c.warps > 0).toBe(true);
   });
 });
 
-describe("dispatch", () => {
-  const marked: DispatchTable = Array.from({ length: BUCKET_COUNT }, (_, bucket) => ({
-    best: { path: "tma", warps: 16, rowsPerWarp: (bucket % 3 === 0 ? 1 : bucket % 3 === 1 ? 2 : 4) as 1 | 2 | 4 },
-    vector: { path: "vector", warps: 2, rowsPerWarp: 4 },
-  }));
-
-  it("returns the bucket's best entry when TMA is allowed", () => {
-    expect(dispatch(marked, 3, true)).toBe(marked[2]!.best);
+describe("the built-in rule through the eligibility predicate", () => {
+  it("takes spread for a small batch of 1152-byte rows, the specialized copy for larger ones", () => {
+    expect(builtin(1, HOPPER, copy(1152))).toEqual({ path: "spread", warps: 0, rowsPerWarp: 1 });
+    expect(builtin(200, HOPPER, copy(1152))).toEqual({ path: "specialized", warps: 4, rowsPerWarp: 1 });
+    expect(builtin(4096, AMPERE, copy(1152))).toEqual({ path: "specialized", warps: 8, rowsPerWarp: 1 });
   });
 
-  it("returns the bucket's vector entry when TMA is not allowed", () => {
-    expect(dispatch(marked, 3, false)).toBe(marked[2]!.vector);
+  it("takes TMA for a large batch of rows with no specialized kernels on sm_90, vector before it", () => {
+    expect(builtin(4096, HOPPER, copy(1280))).toEqual({ path: "tma", warps: 8, rowsPerWarp: 1 });
+    expect(builtin(4096, AMPERE, copy(1280))).toEqual({ path: "vector", warps: 8, rowsPerWarp: 2 });
+    expect(builtin(8, HOPPER, copy(1280))).toEqual({ path: "vector", warps: 4, rowsPerWarp: 1 });
   });
 
-  it("answers n = 0 from the first bucket instead of failing", () => {
-    expect(dispatch(marked, 0, true)).toBe(marked[0]!.best);
+  it("falls back to vector for a misaligned call, 8 warps x 2 rows for a large batch", () => {
+    expect(builtin(4096, HOPPER, copy(1152, 8))).toEqual({ path: "vector", warps: 8, rowsPerWarp: 2 });
+    expect(builtin(3, HOPPER, copy(1152, 4))).toEqual({ path: "vector", warps: 4, rowsPerWarp: 1 });
+  });
+
+  it("never takes TMA with 8 warps for 16400-byte rows, whose stages need 264192 bytes of the 232448 an H100 has", () => {
+    for (let bucket = 0; bucket < BUCKET_COUNT; bucket++) {
+      expect(builtin(bucketN(bucket), HOPPER, copy(16400)).path).toBe("vector");
+    }
+    expect(builtin(1000, HOPPER, copy(16400))).toEqual({ path: "vector", warps: 8, rowsPerWarp: 2 });
+    // With room for the stages, the same write takes TMA.
+    expect(builtin(1000, { ccMajor: 9, smemPerBlockOptin: 264192 }, copy(16400))).toEqual({ path: "tma", warps: 8, rowsPerWarp: 1 });
+  });
+
+  it("takes the vector path for a quantizing write until TMA can run it, and always for a paged one", () => {
+    const dsMla: WriteGeometry = { format: "fp8_ds_mla", rowBytes: 656, alignment: 16 };
+    expect(builtin(8, HOPPER, dsMla).path).toBe("vector");
+    expect(builtin(4096, HOPPER, dsMla).path).toBe("tma");
+    for (const n of [1, 100, 4096]) expect(builtin(n, HOPPER, { format: "fp8_ds_v4", rowBytes: 576, alignment: 16 }).path).toBe("vector");
+  });
+});
+
+describe("choose", () => {
+  const at = (path: LaunchConfig["path"], warps: LaunchConfig["warps"], rowsPerWarp: LaunchConfig["rowsPerWarp"] = 1): LaunchConfig => ({ path, warps, rowsPerWarp });
+  const marked: DispatchTable = Array.from({ length: BUCKET_COUNT }, (_, bucket) => [
+    at("tma", 16, ([1, 2, 4] as const)[bucket % 3]!),
+    at("specialized", 2),
+    at("vector", 1, 4),
+  ]);
+
+  it("takes the bucket's first launch that may run", () => {
+    expect(choose(marked, 3, () => true)).toBe(marked[2]![0]!);
+    expect(choose(marked, 3, (c) => c.path !== "tma")).toBe(marked[2]![1]!);
+  });
+
+  it("takes the last launch, the vector one, when nothing before it may run, without asking about it", () => {
+    const asked: LaunchConfig[] = [];
+    expect(choose(marked, 3, (c) => (asked.push(c), false))).toBe(marked[2]![2]!);
+    expect(asked).toEqual([marked[2]![0]!, marked[2]![1]!]);
+  });
+
+  it("asks about the launches in their ranked order and stops at the first that may run", () => {
+    const asked: string[] = [];
+    choose(marked, 100, (c) => (asked.push(c.path), c.path === "specialized"));
+    expect(asked).toEqual(["tma", "specialized"]);
+  });
+
+  it("answers n = 0 from the first bucket", () => {
+    expect(choose(marked, 0, () => true)).toBe(marked[0]![0]!);
+  });
+
+  it("serves every n past the last bucket from the last entry", () => {
+    expect(entryFor(marked, 2 ** 30)).toBe(marked[LAST_BUCKET]!);
   });
 
   it("uses the last entry of a shorter table for larger buckets", () => {
     const short = marked.slice(0, 4);
-    expect(dispatch(short, 1_000_000, true)).toBe(short[3]!.best);
+    expect(entryFor(short, 1_000_000)).toBe(short[3]!);
+    expect(choose(short, 1_000_000, () => true)).toBe(short[3]![0]!);
   });
 
-  it("refuses an empty table", () => {
-    expect(() => dispatch([], 4, true)).toThrow(MlaKvError);
-  });
-});
-
-describe("layoutKey", () => {
-  it("names nope bytes, rope bytes and the loc width", () => {
-    expect(layoutKey({ nopeBytes: 1024, ropeBytes: 128, locBytes: 8 })).toBe("1024+128/i64");
-    expect(layoutKey({ nopeBytes: 656, ropeBytes: 0, locBytes: 4 })).toBe("656+0/i32");
+  it("takes a lone vector launch whatever the predicate says", () => {
+    const lone: DispatchTable = [[at("vector", 8, 2)]];
+    expect(choose(lone, 5, () => false)).toEqual(at("vector", 8, 2));
   });
 });

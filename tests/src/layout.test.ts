@@ -1,5 +1,6 @@
 import { describe, expect, it } from "bun:test";
-import { layoutAllowsTma, planSetMlaKvBuffer, tmaMisalignments, type SetMlaKvBufferPlan } from "../../src/layout.ts";
+import { planSetMlaKvBuffer, type SetMlaKvBufferPlan } from "../../src/layout.ts";
+import { layoutGeometry, layoutKey, parseLayoutKey } from "../../src/layout_key.ts";
 import type { DeviceTensor } from "../../src/tensor.ts";
 import { fake, fakeAddress } from "../helpers/fake_tensors.ts";
 import { thrown } from "../helpers/thrown.ts";
@@ -41,8 +42,10 @@ describe("planSetMlaKvBuffer", () => {
         sourceDtype: null,
         nopeElems: 512,
         ropeElems: 64,
+        pageSize: 0,
+        scaleRule: null,
         rowBytes: 1152,
-        tmaAligned: true,
+        alignment: 16,
       });
     });
 
@@ -190,63 +193,64 @@ describe("planSetMlaKvBuffer", () => {
     });
   });
 
-  describe("tmaAligned", () => {
-    it("is true when every address, row stride and row size is a multiple of 16 bytes", () => {
-      expect(plan(deepseek()).tmaAligned).toBe(true);
+  describe("alignment", () => {
+    it("is 16 when every address, row stride and row size is a multiple of 16 bytes", () => {
+      expect(plan(deepseek()).alignment).toBe(16);
     });
 
-    it("is false for a rope row of 8 bytes (4 bf16 columns), and names it", () => {
-      const args = { ...deepseek(2), kNope: fake("bf16", [2, 512]) as DeviceTensor, kRope: fake("bf16", [2, 4]) as DeviceTensor };
-      const p = plan(args);
-      expect(p.tmaAligned).toBe(false);
-      expect(tmaMisalignments(p)).toEqual(["ropeRowStrideBytes = 8", "ropeBytes = 8"]);
+    it("is 8 for a rope row of 8 bytes (4 bf16 columns)", () => {
+      const args = { ...deepseek(2), kRope: fake("bf16", [2, 4]) as DeviceTensor };
+      expect(plan(args).alignment).toBe(8);
     });
 
-    it("is false for a source that starts 8 bytes into an allocation", () => {
+    it("is 8 for a source that starts 8 bytes into an allocation of 1160-byte rows", () => {
       const wide = fake("bf16", [4, 580]);
       const args = { ...deepseek(4), kNope: wide.narrow(1, 4, 512) as DeviceTensor };
-      const p = plan(args);
-      expect(p.tmaAligned).toBe(false);
-      expect(tmaMisalignments(p)).toContain(`nopePtr = 0x${(wide.ptr + 8).toString(16)}`);
-      // 580 bf16 = 1160 bytes per row, not a multiple of 16 either.
-      expect(tmaMisalignments(p)).toContain("nopeRowStrideBytes = 1160");
+      expect(plan(args).alignment).toBe(8);
     });
 
-    it("is false for a cache whose row stride is not a multiple of 16 bytes", () => {
+    it("is 2 for a source 2 bytes into its allocation", () => {
+      const args = { ...deepseek(4), kRope: fake("bf16", [4, 64], { ptr: fakeAddress(70) + 2 }) as DeviceTensor };
+      expect(plan(args).alignment).toBe(2);
+    });
+
+    it("is 8 for a cache whose row stride is 1160 bytes", () => {
       const args = { ...deepseek(), kvBuffer: fake("bf16", [64, 580]) as DeviceTensor };
-      const p = plan(args);
-      expect(p.tmaAligned).toBe(false);
-      expect(tmaMisalignments(p)).toEqual(["cacheRowStrideBytes = 1160"]);
+      expect(plan(args).alignment).toBe(8);
+    });
+
+    it("is 4 for a cache that starts 4 bytes into its allocation", () => {
+      const args = { ...deepseek(), kvBuffer: fake("bf16", [64, 576], { ptr: fakeAddress(71) + 4 }) as DeviceTensor };
+      expect(plan(args).alignment).toBe(4);
     });
 
     it("ignores the alignment of loc beyond its element size, as the library does", () => {
       const args = { ...deepseek(4), loc: fake("i32", [4], { ptr: fakeAddress(77) + 4 }) as DeviceTensor };
-      expect(plan(args).tmaAligned).toBe(true);
+      expect(plan(args).alignment).toBe(16);
     });
 
-    it("is true for an fp8 656-byte row split 512 + 144", () => {
+    it("ignores the address and stride of an empty rope part", () => {
+      const args = { ...deepseek(4), kRope: fake("bf16", [4, 0], { ptr: fakeAddress(78) + 2 }) as DeviceTensor };
+      expect(plan(args).alignment).toBe(16);
+    });
+
+    it("is 16 for an fp8 656-byte row split 512 + 144", () => {
       const p = planSetMlaKvBuffer(fake("fp8_e4m3", [8, 656]), fake("i64", [2]), fake("fp8_e4m3", [2, 512]), fake("fp8_e4m3", [2, 144]));
-      expect(p.tmaAligned).toBe(true);
+      expect(p.alignment).toBe(16);
     });
   });
-});
 
-describe("layoutAllowsTma", () => {
-  const copy = (nopeBytes: number, ropeBytes: number) => layoutAllowsTma({ nopeBytes, ropeBytes, locBytes: 8 });
-  it("allows TMA for a copy only when the nope and rope byte sizes are multiples of 16", () => {
-    expect(copy(1024, 128)).toBe(true);
-    expect(copy(528, 128)).toBe(true);
-    expect(copy(1000, 120)).toBe(false); // bf16 500 + 60
-    expect(copy(378, 124)).toBe(false); // bf16 189 + 62
-    expect(copy(1024, 0)).toBe(true);
-  });
+  describe("as a layout", () => {
+    it("names the layout its dispatch table is keyed by", () => {
+      expect(layoutKey(plan(deepseek()))).toBe("1024+128/i64");
+      const i32 = { ...deepseek(3), loc: fake("i32", [3]) as DeviceTensor };
+      expect(layoutKey(plan(i32))).toBe("1024+128/i32");
+    });
 
-  it("allows TMA for a quantizing write when the converted row is a multiple of 16 bytes", () => {
-    const quantized = (format: "fp8_e4m3" | "fp8_ds_mla", nopeElems: number, ropeElems: number) =>
-      layoutAllowsTma({ nopeBytes: 2 * nopeElems, ropeBytes: 2 * ropeElems, locBytes: 8, format, sourceDtype: "bf16" });
-    expect(quantized("fp8_e4m3", 512, 64)).toBe(true); // 576 bytes
-    expect(quantized("fp8_e4m3", 512, 8)).toBe(false); // 520 bytes
-    expect(quantized("fp8_ds_mla", 512, 64)).toBe(true); // 656 bytes
+    it("has, for contiguous aligned buffers, the geometry its layout's key implies (what the tuner times)", () => {
+      const p = plan(deepseek());
+      expect({ format: p.format, rowBytes: p.rowBytes, alignment: p.alignment }).toEqual(layoutGeometry(parseLayoutKey(layoutKey(p))!));
+    });
   });
 });
 
@@ -257,7 +261,7 @@ describe("planSetMlaKvBuffer for quantizing writes", () => {
   it("quantizes bf16 sources into an fp8_e4m3 cache without being asked, one byte an element", () => {
     const s = sources();
     const p = planSetMlaKvBuffer(fake("fp8_e4m3", [64, 16, 576]), s.loc, s.kNope, s.kRope);
-    expect(p).toMatchObject({ format: "fp8_e4m3", sourceDtype: "bf16", nopeElems: 512, ropeElems: 64, rowBytes: 576, nopeBytes: 1024, nopeRowStrideBytes: 1024, cacheRowStrideBytes: 576, tmaAligned: true });
+    expect(p).toMatchObject({ format: "fp8_e4m3", sourceDtype: "bf16", nopeElems: 512, ropeElems: 64, rowBytes: 576, nopeBytes: 1024, nopeRowStrideBytes: 1024, cacheRowStrideBytes: 576, pageSize: 0, scaleRule: null, alignment: 16 });
   });
 
   it("names the fp8 kind after the cache's dtype (e5m2) and reads fp16 sources", () => {
@@ -268,28 +272,27 @@ describe("planSetMlaKvBuffer for quantizing writes", () => {
   it("writes the ds_mla layout into a u8 cache of 656-byte rows when asked", () => {
     const s = sources("fp16");
     const p = planSetMlaKvBuffer(fake("u8", [8, 656]), s.loc, s.kNope, s.kRope, { format: "fp8_ds_mla" });
-    expect(p).toMatchObject({ format: "fp8_ds_mla", sourceDtype: "fp16", rowBytes: 656, tmaAligned: true });
+    expect(p).toMatchObject({ format: "fp8_ds_mla", sourceDtype: "fp16", rowBytes: 656, alignment: 16, scaleRule: "pow2", pageSize: 0 });
+    expect(layoutKey(p)).toBe("fp8_ds_mla.pow2<fp16:512+64/i32");
   });
 
-  it("allows TMA for a quantizing write from unaligned sources, because only the cache row is stored in bulk", () => {
+  it("aligns a quantizing write to its cache side alone: its sources are read into registers", () => {
     const wide = fake("bf16", [4, 580]);
     const p = planSetMlaKvBuffer(fake("fp8_e4m3", [8, 576]), fake("i32", [4]), wide.narrow(1, 0, 512), wide.narrow(1, 516, 64));
-    expect(p.tmaAligned).toBe(true);
-    expect(tmaMisalignments(p)).toEqual([]);
+    expect(p.alignment).toBe(16);
   });
 
-  it("lists the cache row as what keeps a quantizing write off TMA", () => {
+  it("aligns a quantizing write of 520-byte cache rows to 8", () => {
     const s = sources("bf16", 4, 512, 8);
     const p = planSetMlaKvBuffer(fake("fp8_e4m3", [8, 520]), s.loc, s.kNope, s.kRope);
-    expect(p.tmaAligned).toBe(false);
-    expect(tmaMisalignments(p)).toEqual(["cacheRowStrideBytes = 520", "rowBytes = 520"]);
+    expect(p.alignment).toBe(8);
   });
 
   const bad: Array<[string, () => SetMlaKvBufferPlan, string, string]> = [
     ["refuses ds_mla rows whose nope part is not 512 elements", () => { const s = sources("bf16", 4, 448, 64); return planSetMlaKvBuffer(fake("u8", [8, 656]), s.loc, s.kNope, s.kRope, { format: "fp8_ds_mla" }); },
-      "kNope", "expected 512 columns (the fp8_ds_mla row's nope part), got 448"],
+      "kNope", "a fp8_ds_mla write needs shapes it converts in one pass: the fp8_ds_mla nope part has 512 elements, got 448"],
     ["refuses ds_mla rows whose rope part is not 64 elements", () => { const s = sources("bf16", 4, 512, 32); return planSetMlaKvBuffer(fake("u8", [8, 656]), s.loc, s.kNope, s.kRope, { format: "fp8_ds_mla" }); },
-      "kRope", "expected 64 columns (the fp8_ds_mla row's rope part), got 32"],
+      "kRope", "the fp8_ds_mla rope part has 64 elements, got 32"],
     ["refuses a ds_mla cache narrower than 656 bytes", () => { const s = sources(); return planSetMlaKvBuffer(fake("u8", [8, 640]), s.loc, s.kNope, s.kRope, { format: "fp8_ds_mla" }); },
       "kvBuffer", "expected rows of at least 656 bytes for a fp8_ds_mla write of 512 + 64 elements, got 640"],
     ["refuses a ds_mla write into a bf16 cache", () => { const s = sources(); return planSetMlaKvBuffer(fake("bf16", [8, 656]), s.loc, s.kNope, s.kRope, { format: "fp8_ds_mla" }); },
@@ -322,4 +325,84 @@ describe("planSetMlaKvBuffer for quantizing writes", () => {
     const p = planSetMlaKvBuffer(fake("fp8_e4m3", [8, 576]), fake("i32", [2]), fake("fp8_e4m3", [2, 512]), fake("fp8_e4m3", [2, 64]));
     expect(p.format).toBe("copy");
   });
+});
+
+describe("planSetMlaKvBuffer for the paged formats and scale rules", () => {
+  const v4Sources = (n = 3, dtype: "bf16" | "fp16" = "bf16") =>
+    ({ loc: fake("i64", [n]) as DeviceTensor, kNope: fake(dtype, [n, 448]) as DeviceTensor, kRope: fake(dtype, [n, 64]) as DeviceTensor });
+  const indexerSources = (n = 3) => ({ loc: fake("i32", [n]) as DeviceTensor, kNope: fake("bf16", [n, 128]) as DeviceTensor });
+
+  it("reads a DeepSeek V4 cache of [pages, pageBytes] bytes as pages of pageSize slots", () => {
+    const s = v4Sources();
+    const cache = fake("u8", [4, 37440]);
+    const p = planSetMlaKvBuffer(cache, s.loc, s.kNope, s.kRope, { format: "fp8_ds_v4", pageSize: 64 });
+    expect(p).toMatchObject({
+      format: "fp8_ds_v4",
+      sourceDtype: "bf16",
+      capacity: 4 * 64,
+      cacheRowStrideBytes: 37440,
+      pageSize: 64,
+      scaleRule: "pow2",
+      nopeElems: 448,
+      ropeElems: 64,
+      rowBytes: 576,
+      alignment: 16,
+    });
+    expect(layoutKey(p)).toBe("fp8_ds_v4.pow2<bf16:448+64@p64/i64");
+  });
+
+  it("refuses V4 pages smaller than pageSize tokens with their scale words, padded to 576 bytes", () => {
+    const s = v4Sources();
+    const error = thrown(() => planSetMlaKvBuffer(fake("u8", [4, 37439]), s.loc, s.kNope, s.kRope, { format: "fp8_ds_v4", pageSize: 64 }));
+    expect(error.argument).toBe("kvBuffer");
+    expect(error.message).toContain("expected pages of at least 37440 bytes for 64 fp8_ds_v4 tokens (shape [pages, pageBytes]), got 37439");
+  });
+
+  it("writes the indexer's paged K cache from kNope alone, with the amax rule unless ue8m0 is asked for", () => {
+    const s = indexerSources();
+    const p = planSetMlaKvBuffer(fake("u8", [2, 8448]), s.loc, s.kNope, undefined, { format: "fp8_indexer", pageSize: 64 });
+    expect(p).toMatchObject({ format: "fp8_indexer", capacity: 128, pageSize: 64, scaleRule: "amax", nopeElems: 128, ropeElems: 0, ropeBytes: 0, ropePtr: 0, rowBytes: 128 });
+    expect(layoutKey(p)).toBe("fp8_indexer.amax<bf16:128+0@p64/i32");
+    const ue8m0 = planSetMlaKvBuffer(fake("u8", [2, 8448]), s.loc, s.kNope, undefined, { format: "fp8_indexer", pageSize: 64, scaleRule: "ue8m0" });
+    expect(ue8m0.scaleRule).toBe("ue8m0");
+  });
+
+  it("takes the amax rule for ds_mla when asked, pow2 otherwise", () => {
+    const s = { loc: fake("i32", [2]), kNope: fake("bf16", [2, 512]), kRope: fake("bf16", [2, 64]) };
+    expect(planSetMlaKvBuffer(fake("u8", [8, 656]), s.loc, s.kNope, s.kRope, { format: "fp8_ds_mla" }).scaleRule).toBe("pow2");
+    expect(planSetMlaKvBuffer(fake("u8", [8, 656]), s.loc, s.kNope, s.kRope, { format: "fp8_ds_mla", scaleRule: "amax" }).scaleRule).toBe("amax");
+  });
+
+  const bad: Array<[string, () => SetMlaKvBufferPlan, string, string]> = [
+    ["refuses a paged format without a page size", () => { const s = v4Sources(); return planSetMlaKvBuffer(fake("u8", [4, 37440]), s.loc, s.kNope, s.kRope, { format: "fp8_ds_v4" }); },
+      "options.pageSize", "a fp8_ds_v4 cache is made of pages; pass the tokens a page (e.g. 64)"],
+    ["refuses a page size for a row format", () => planSetMlaKvBuffer(fake("u8", [8, 656]), fake("i32", [2]), fake("bf16", [2, 512]), fake("bf16", [2, 64]), { format: "fp8_ds_mla", pageSize: 64 }),
+      "options.pageSize", "only the paged formats (fp8_ds_v4, fp8_indexer) take a page size; this write is fp8_ds_mla"],
+    ["refuses a page size for a copy", () => plan(deepseek(), { pageSize: 16 } as never),
+      "options.pageSize", "this write is copy"],
+    ["refuses a scale rule for a copy", () => plan(deepseek(), { scaleRule: "amax" } as never),
+      "options.scaleRule", "only the tile-scaled formats (fp8_ds_mla, fp8_ds_v4, fp8_indexer) take a scale rule; this write is copy"],
+    ["refuses a scale rule for flat fp8", () => planSetMlaKvBuffer(fake("fp8_e4m3", [8, 576]), fake("i32", [2]), fake("bf16", [2, 512]), fake("bf16", [2, 64]), { scaleRule: "pow2" }),
+      "options.scaleRule", "this write is fp8_e4m3"],
+    ["refuses a scale rule the format does not take", () => { const s = indexerSources(); return planSetMlaKvBuffer(fake("u8", [2, 8448]), s.loc, s.kNope, undefined, { format: "fp8_indexer", pageSize: 64, scaleRule: "pow2" }); },
+      "options.scaleRule", 'a fp8_indexer write takes scale rule "amax" or "ue8m0", got "pow2"'],
+    ["refuses the amax rule for V4, whose only rule is pow2", () => { const s = v4Sources(); return planSetMlaKvBuffer(fake("u8", [4, 37440]), s.loc, s.kNope, s.kRope, { format: "fp8_ds_v4", pageSize: 64, scaleRule: "amax" }); },
+      "options.scaleRule", 'a fp8_ds_v4 write takes scale rule "pow2", got "amax"'],
+    ["refuses an omitted kRope for every format but the indexer's", () => planSetMlaKvBuffer(fake("bf16", [8, 576]), fake("i32", [2]), fake("bf16", [2, 512]), undefined),
+      "kRope", "expected a DeviceTensor (only the fp8_indexer format has no rope part), got undefined"],
+    ["refuses a rope part for the indexer", () => { const s = indexerSources(2); return planSetMlaKvBuffer(fake("u8", [2, 8448]), s.loc, s.kNope, fake("bf16", [2, 64]), { format: "fp8_indexer", pageSize: 64 }); },
+      "kRope", "the fp8_indexer rope part has 0 elements, got 64"],
+    ["refuses V4 sources of the V3.2 row", () => { const s = { loc: fake("i64", [2]), kNope: fake("bf16", [2, 512]), kRope: fake("bf16", [2, 64]) }; return planSetMlaKvBuffer(fake("u8", [4, 37440]), s.loc, s.kNope, s.kRope, { format: "fp8_ds_v4", pageSize: 64 }); },
+      "kNope", "the fp8_ds_v4 nope part has 448 elements, got 512"],
+    ["refuses a V4 cache of bf16", () => { const s = v4Sources(); return planSetMlaKvBuffer(fake("bf16", [4, 18720]), s.loc, s.kNope, s.kRope, { format: "fp8_ds_v4", pageSize: 64 }); },
+      "kvBuffer", "expected dtype u8 or fp8_e4m3 for the fp8_ds_v4 format (rows of mixed content), got bf16"],
+  ];
+  for (const [sentence, make, argument, fragment] of bad) {
+    it(sentence, () => {
+      const error = thrown(make);
+      expect(error.code).toBe("INVALID_ARGUMENT");
+      expect(error.argument).toBe(argument);
+      expect(error.message).toContain(fragment);
+    });
+  }
 });
