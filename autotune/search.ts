@@ -128,7 +128,9 @@ export function tuneLayoutWithStats(opts: TuneOptions): TuneResult {
       for (const path of paths) {
         const last = previous?.ranked(path)[0];
         if (path !== "vector" && last !== undefined && farBehind(grid, previous!, path, last)) continue;
-        const seeds = last === undefined || grid.n < FLAT_FROM_N ? fixedSeeds(path).filter(allowed) : [];
+        let seeds = last === undefined || grid.n < FLAT_FROM_N ? fixedSeeds(path).filter(allowed) : [];
+        // A path none of whose fixed seeds may run (only 1-warp TMA fits a 60 KB row) still gets a walk.
+        if (seeds.length === 0 && last === undefined) seeds = space.filter((c) => c.path === path).slice(0, 1);
         walk(grid, last === undefined ? seeds : [...seeds, last], allowed);
       }
     }

@@ -276,8 +276,9 @@ export function planSetMlaKvBuffer(
     // The kernel reads loc with plain typed loads, which fault on a misaligned address.
     throw invalidArgument("loc", `expected an address aligned to its ${locBytes}-byte elements, got 0x${locPtr.toString(16)}`);
   }
-  const nopePtr = nope.ptr;
-  const ropePtr = rope === undefined ? 0 : rope.ptr;
+  // An empty part passes NULL: the library counts every non-NULL pointer in the alignment rule.
+  const nopePtr = nopeBytes === 0 ? 0 : nope.ptr;
+  const ropePtr = rope === undefined || ropeBytes === 0 ? 0 : rope.ptr;
   const nopeRowStrideBytes = nopeRows.rowStride * sourceBytes;
   const ropeRowStrideBytes = ropeRows.rowStride * sourceBytes;
   const cachePtr = cache.ptr;

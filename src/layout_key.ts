@@ -56,7 +56,7 @@ export function layoutKey(layout: WriteLayout): string {
 }
 
 const alternatives = (names: readonly string[]) => names.join("|");
-const COPY_KEY = /^([1-9][0-9]{0,8}|0)\+([0-9]{1,9})\/i(32|64)$/;
+const COPY_KEY = /^([1-9][0-9]{0,8}|0)\+([1-9][0-9]{0,8}|0)\/i(32|64)$/;
 const QUANTIZED_KEY = new RegExp(
   `^(${alternatives(QUANTIZED_FORMATS)})(?:\\.(${alternatives(SCALE_RULES)}))?<(${alternatives(SOURCE_DTYPES)}):` +
     `([0-9]{1,9})\\+([0-9]{1,9})(?:@p([1-9][0-9]{0,8}))?\\/i(32|64)$`,

@@ -229,7 +229,7 @@ function chooseConfig(plan: SetMlaKvBufferPlan, opts: ReadOptions): LaunchConfig
   // Forced shape, automatic path: the fastest path of the bucket that can take that shape.
   const shaped = (c: LaunchConfig): LaunchConfig => ({
     path: opts.warps !== undefined && c.path === "spread" ? "specialized" : c.path,
-    warps: opts.warps ?? (c.warps || 4),
+    warps: opts.warps ?? c.warps,
     rowsPerWarp: opts.rowsPerWarp ?? c.rowsPerWarp,
   });
   return shaped(choose(table, plan.n, (c) => pathMayRun(shaped(c), facts, plan)));

@@ -92,11 +92,12 @@ describe.skipIf(!host)(`inspect against the host implementation of the ABI${host
       const { writeProfileFile } = await import(root + "/autotune/store.ts");
       const { cacheDir, profilePath } = await import(root + "/autotune/cache_dir.ts");
       const identity = gpuIdentity(0);
-      const c = { path: "vector", warps: 4, rowsPerWarp: 1, us: 1 };
-      const layout = { tunedAt: "2026-11-24T00:00:00.000Z", tuneMs: 1, method: "search", crossoverN: 2048, buckets: [{ bucket: 0, n: 1, best: c, bestVector: c, bestTma: null }] };
+      const spread = { path: "spread", warps: 0, rowsPerWarp: 1, us: 1 };
+      const vector = { path: "vector", warps: 4, rowsPerWarp: 1, us: 1.2 };
+      const layout = { tunedAt: "2026-11-24T00:00:00.000Z", tuneMs: 1, method: "search", pdl: true, buckets: [{ bucket: 0, n: 1, ranked: [spread, vector] }] };
       writeProfileFile(profilePath(cacheDir(process.env), identity), makeProfile(identity, { "1024+128/i64": layout }));
       return inspect().gpus[0].profile;
     `);
-    expect(result.value, describeChild(result)).toMatchObject({ source: "user", layouts: { "1024+128/i64": { crossoverN: 2048, method: "search" } } });
+    expect(result.value, describeChild(result)).toMatchObject({ source: "user", layouts: { "1024+128/i64": { fastest: "fastest: spread at n = 1", method: "search" } } });
   });
 });

@@ -31,7 +31,7 @@ describe("setMlaKvBuffer options", () => {
     ["refuses options given as a Map instead of reading them as none", new Map([["path", "tma"]]), "options", "got a Map"],
     ["refuses options given as a class instance", new (class WriteOptions { path = "tma"; })(), "options", "got a WriteOptions"],
     ["refuses options given as null", null, "options", "got null"],
-    ["refuses options given as an array", [], "options", "expected an options object"],
+    ["refuses options given as an array", [], "options", "expected a plain options object"],
     ["refuses a negative reserved slot", { reservedSlot: -1 }, "options.reservedSlot", "expected a slot index (an integer >= 0) or null for none, got -1"],
     ["refuses a fractional reserved slot", { reservedSlot: 1.5 }, "options.reservedSlot", "got 1.5"],
     ["refuses an unknown format", { format: "fp4" }, "options.format", 'expected one of "copy", "fp8", "fp8_ds_mla", "fp8_ds_v4", "fp8_indexer", got "fp4"'],
