@@ -74,11 +74,10 @@ export const CONFIRM_TOP = 2;
 /** A path this far behind the best (as a fraction) cannot win on timing noise. */
 export const BEHIND = 0.05;
 
-/** The warp counts a path's launches take: spread's block is sized by its row. */
-function warpsOf(path: Path): readonly (Warps0)[] {
+/** The warp counts a path's launches take: spread's block is sized by its row (warps 0). */
+function warpsOf(path: Path): readonly LaunchConfig["warps"][] {
   return path === "spread" ? [0] : WARPS;
 }
-type Warps0 = LaunchConfig["warps"];
 
 /** Every launch of `paths` that may be timed, in a fixed order (by path, then warps, then rows). */
 export function configSpace(paths: readonly Path[], allowed: (config: LaunchConfig) => boolean = () => true): LaunchConfig[] {
