@@ -548,26 +548,39 @@ int32_t mla_kv_set_kv_buffer_quantized(int32_t device, void* stream, int32_t for
   return Guard([&]() -> int32_t {
     const int32_t launch_status = CheckLaunchArguments(n, path, warps_per_block, rows_per_warp, flags, reserved_slot);
     if (launch_status != MLA_KV_OK) return launch_status;
-    MLA_KV_REQUIRE(format == MLA_KV_FORMAT_FP8_E4M3 || format == MLA_KV_FORMAT_FP8_E5M2 || format == MLA_KV_FORMAT_FP8_DS_MLA,
-                   "format = %d is not one of MLA_KV_FORMAT_FP8_E4M3/E5M2/DS_MLA", format);
-    MLA_KV_REQUIRE(scale_rule == MLA_KV_SCALE_DEFAULT || (format == MLA_KV_FORMAT_FP8_DS_MLA && scale_rule == MLA_KV_SCALE_AMAX),
-                   "scale_rule = %d is not one the format accepts", scale_rule);
-    MLA_KV_REQUIRE(page_size == 0, "page_size = %lld must be 0 for a row format", static_cast<long long>(page_size));
+    MLA_KV_REQUIRE(format >= MLA_KV_FORMAT_FP8_E4M3 && format <= MLA_KV_FORMAT_FP8_INDEXER,
+                   "format = %d is not one of MLA_KV_FORMAT_FP8_E4M3/E5M2/DS_MLA/DS_V4/INDEXER", format);
+    const int32_t rule = mla_kv_resolve_scale_rule(format, scale_rule);
+    MLA_KV_REQUIRE(rule >= 0, "scale_rule = %d is not one format %d accepts", scale_rule, format);
+    const bool paged = mla_kv_format_is_paged(format) != 0;
+    if (paged) {
+      MLA_KV_REQUIRE(page_size >= 1 && capacity > 0 && capacity % page_size == 0,
+                     "page_size = %lld must be >= 1 and divide capacity = %lld", static_cast<long long>(page_size),
+                     static_cast<long long>(capacity));
+      MLA_KV_REQUIRE(page_size <= INT64_MAX / 1024, "page_size = %lld is too large", static_cast<long long>(page_size));
+    } else {
+      MLA_KV_REQUIRE(page_size == 0, "page_size = %lld must be 0 for a row format", static_cast<long long>(page_size));
+    }
     MLA_KV_REQUIRE(source_dtype == MLA_KV_SOURCE_BF16 || source_dtype == MLA_KV_SOURCE_FP16,
                    "source_dtype = %d is not MLA_KV_SOURCE_BF16 or MLA_KV_SOURCE_FP16", source_dtype);
     MLA_KV_REQUIRE(cache != nullptr, "cache is NULL");
     MLA_KV_REQUIRE(loc != nullptr, "loc is NULL");
     MLA_KV_REQUIRE(nope != nullptr, "nope is NULL");
-    MLA_KV_REQUIRE(rope != nullptr, "rope is NULL");
+    MLA_KV_REQUIRE(rope != nullptr || rope_elems == 0, "rope is NULL");
     MLA_KV_REQUIRE(loc_elem_bytes == 4 || loc_elem_bytes == 8, "loc_elem_bytes = %d must be 4 or 8", loc_elem_bytes);
     MLA_KV_REQUIRE(reinterpret_cast<uint64_t>(loc) % static_cast<uint64_t>(loc_elem_bytes) == 0,
                    "loc is not aligned to its %d-byte elements", loc_elem_bytes);
     MLA_KV_REQUIRE(capacity > 0, "capacity = %lld must be > 0", static_cast<long long>(capacity));
     const bool ds_mla = format == MLA_KV_FORMAT_FP8_DS_MLA;
-    if (ds_mla) {
-      MLA_KV_REQUIRE(nope_elems == kDsMlaNopeElems && rope_elems == kDsMlaRopeElems,
-                     "the ds_mla format has 512 nope and 64 rope elements a row; got %lld and %lld",
-                     static_cast<long long>(nope_elems), static_cast<long long>(rope_elems));
+    const bool tile_scaled = ds_mla || paged;
+    if (tile_scaled) {
+      const int64_t want_nope = ds_mla ? MLA_KV_DS_MLA_NOPE_ELEMS
+                                       : format == MLA_KV_FORMAT_FP8_DS_V4 ? MLA_KV_DS_V4_NOPE_ELEMS : MLA_KV_INDEXER_ELEMS;
+      const int64_t want_rope = ds_mla ? MLA_KV_DS_MLA_ROPE_ELEMS : format == MLA_KV_FORMAT_FP8_DS_V4 ? MLA_KV_DS_V4_ROPE_ELEMS : 0;
+      MLA_KV_REQUIRE(nope_elems == want_nope && rope_elems == want_rope,
+                     "format %d has %lld nope and %lld rope elements a row; got %lld and %lld", format,
+                     static_cast<long long>(want_nope), static_cast<long long>(want_rope), static_cast<long long>(nope_elems),
+                     static_cast<long long>(rope_elems));
     } else {
       MLA_KV_REQUIRE(nope_elems >= 0 && nope_elems % 16 == 0 && nope_elems <= kFlatMaxNopeElems,
                      "nope_elems = %lld must be a multiple of 16 in 0..%lld", static_cast<long long>(nope_elems),
@@ -586,12 +599,17 @@ int32_t mla_kv_set_kv_buffer_quantized(int32_t device, void* stream, int32_t for
                    static_cast<long long>(nope_row_stride), static_cast<long long>(nope_elems));
     MLA_KV_REQUIRE(rope_row_stride >= 2 * rope_elems, "rope_row_stride = %lld bytes is smaller than a row of %lld elements",
                    static_cast<long long>(rope_row_stride), static_cast<long long>(rope_elems));
-    const Fp8Format fp8 = ds_mla ? Fp8Format::kDsMla
-                                 : format == MLA_KV_FORMAT_FP8_E5M2 ? Fp8Format::kFlatE5m2 : Fp8Format::kFlatE4m3;
-    const int64_t row_bytes = QuantizedRowBytes(fp8, nope_elems, rope_elems);
-    MLA_KV_REQUIRE(cache_row_stride >= row_bytes, "cache_row_stride = %lld is smaller than the format's row of %lld bytes",
-                   static_cast<long long>(cache_row_stride), static_cast<long long>(row_bytes));
-    MLA_KV_REQUIRE(capacity <= INT64_MAX / cache_row_stride, "capacity * cache_row_stride overflows");
+    const Fp8Format fp8 = format == MLA_KV_FORMAT_FP8_DS_MLA  ? Fp8Format::kDsMla
+                          : format == MLA_KV_FORMAT_FP8_DS_V4  ? Fp8Format::kDsV4
+                          : format == MLA_KV_FORMAT_FP8_INDEXER ? Fp8Format::kIndexer
+                          : format == MLA_KV_FORMAT_FP8_E5M2   ? Fp8Format::kFlatE5m2
+                                                               : Fp8Format::kFlatE4m3;
+    // A row format's row, or a paged format's page.
+    const int64_t row_bytes = mla_kv_format_row_bytes(format, nope_elems, rope_elems, page_size);
+    MLA_KV_REQUIRE(cache_row_stride >= row_bytes, "cache_row_stride = %lld is smaller than the format's %s of %lld bytes",
+                   static_cast<long long>(cache_row_stride), paged ? "page" : "row", static_cast<long long>(row_bytes));
+    const int64_t cache_rows = paged ? capacity / page_size : capacity;
+    MLA_KV_REQUIRE(cache_rows <= INT64_MAX / cache_row_stride, "the cache's rows * cache_row_stride overflows");
     MLA_KV_USE_DEVICE(device);
     if (n == 0) return MLA_KV_OK;
 
@@ -609,7 +627,7 @@ int32_t mla_kv_set_kv_buffer_quantized(int32_t device, void* stream, int32_t for
     p.n = n;
     p.reserved_slot = reserved_slot;
     p.loc_is_64 = loc_elem_bytes == 8;
-    p.scale = ds_mla ? 1.0f : scale;
+    p.scale = tile_scaled ? 1.0f : scale;
     // A power-of-two scale (1 is the common one) divides exactly as a multiplication by its
     // reciprocal, which is exact too as long as it is a normal number.
     int exponent = 0;
@@ -621,14 +639,20 @@ int32_t mla_kv_set_kv_buffer_quantized(int32_t device, void* stream, int32_t for
     // Stores are 16-byte vectors at multiples of 16 in the row (and 2-byte pairs after a flat
     // row's nope part, a multiple of 16 elements); else byte by byte.
     p.cache_vec = AlignmentOf({reinterpret_cast<uint64_t>(cache), static_cast<uint64_t>(cache_row_stride)}) == 16;
+    p.errors = nullptr;  // the device's word until per-stream slots are wired
+    p.page_size = page_size;
+    p.scale_rule = rule;
 
     const DeviceFacts& facts = g_devices[device];
     const int tma_align = AlignmentOf({reinterpret_cast<uint64_t>(cache), static_cast<uint64_t>(cache_row_stride),
                                        static_cast<uint64_t>(row_bytes)});
     const bool pdl = (flags & MLA_KV_FLAG_PDL) != 0 && facts.cc_major >= 9;
     if (path == MLA_KV_PATH_AUTO) {
-      ChooseAutoLaunch(n, facts.cc_major >= 9 && tma_align == 16 && TmaSharedBytes(8, row_bytes) <= facts.smem_optin,
+      ChooseAutoLaunch(n, !paged && facts.cc_major >= 9 && tma_align == 16 && TmaSharedBytes(8, row_bytes) <= facts.smem_optin,
                        &path, &warps_per_block, &rows_per_warp);
+    }
+    if (path == MLA_KV_PATH_TMA && paged) {
+      return Fail(MLA_KV_ERR_UNSUPPORTED, "the TMA path writes row formats only; format %d is paged (use the vector path)", format);
     }
     if (path == MLA_KV_PATH_TMA) {
       const int32_t tma_status = CheckTmaRunnable(device, facts.cc_major, facts.smem_optin,
