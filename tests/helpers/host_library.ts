@@ -9,10 +9,16 @@ import { PACKAGE_ROOT } from "../../ffi/find_library.ts";
 import { MLA_KV_ABI_VERSION } from "../../ffi/abi.ts";
 
 const source = `${PACKAGE_ROOT}/tests/ffi/fixtures/host_mla_kv.c`;
-const header = `${PACKAGE_ROOT}/cuda/include/mla_kv.h`;
-// Keyed by the content of the fixture and the header, so runs reuse one build, an edit to either
-// rebuilds, and nothing piles up in the temp folder.
-const key = Bun.hash(readFileSync(source, "utf8") + readFileSync(header, "utf8")).toString(16);
+// What the fixture includes: the header, and the conversion rules its quantizing write shares with
+// the kernels.
+const included = [
+  `${PACKAGE_ROOT}/cuda/include/mla_kv.h`,
+  `${PACKAGE_ROOT}/cuda/fp8_rules.h`,
+  `${PACKAGE_ROOT}/tests/ffi/fixtures/host_quantize.h`,
+];
+// Keyed by the content of the fixture and what it includes, so runs reuse one build, an edit to
+// any of them rebuilds, and nothing piles up in the temp folder.
+const key = Bun.hash([source, ...included].map((file) => readFileSync(file, "utf8")).join("\0")).toString(16);
 const outDir = join(tmpdir(), `mla-kv-host-lib-${key}`);
 const built = new Map<number, string | undefined>();
 let failure = "";
@@ -31,7 +37,7 @@ export function hostLibrary(abi: number = MLA_KV_ABI_VERSION): string | undefine
       // Compiled under a private name and renamed, so concurrent test runs never load a half-written file.
       const partial = `${out}.${process.pid}.tmp`;
       const proc = Bun.spawnSync(
-        ["cc", "-std=c11", "-shared", "-fPIC", "-O1", `-DHOST_ABI_VERSION=${abi}`, `-I${PACKAGE_ROOT}/cuda/include`, "-o", partial, source],
+        ["cc", "-std=c11", "-shared", "-fPIC", "-O1", `-DHOST_ABI_VERSION=${abi}`, `-I${PACKAGE_ROOT}/cuda/include`, `-I${PACKAGE_ROOT}/cuda`, "-o", partial, source],
         { stdout: "pipe", stderr: "pipe" },
       );
       if (proc.exitCode === 0) {
