@@ -7,8 +7,9 @@
  *   bun run bench [--layout bf16|u8] [--part core|fp8|pdl|reserved] [--quick] [--out DIR]
  *
  * Parts (all by default): core, the paths against the floors, the baseline, the host loop and the
- * tuner; fp8, quantize-on-write against the unfused sequence; pdl, a producer kernel then the
- * write; reserved, the cost of a reserved slot (bench/fused.ts).
+ * tuner; fp8, every quantizing format against its unfused sequence and the bf16 write
+ * (bench/fused_fp8.ts); pdl, a producer kernel then the write; reserved, the cost of a reserved
+ * slot (bench/fused.ts).
  *
  * Writes bench/results/<gpu>.json and one SVG per layout; prints the tables and the targets.
  */
@@ -26,7 +27,8 @@ import { renderLinePlot } from "../src/svg_plot.ts";
 import { createMeasurer } from "../autotune/measure.ts";
 import { tuneLayoutWithStats } from "../autotune/search.ts";
 import { openBenchLibrary } from "./bench_library.ts";
-import { measureFp8, measurePdl, measureReservedSlot, type Fp8Row, type PdlRow, type ReservedSlotRow } from "./fused.ts";
+import { measurePdl, measureReservedSlot, type PdlRow, type ReservedSlotRow } from "./fused.ts";
+import { measureFp8, type Fp8Row } from "./fused_fp8.ts";
 
 const LAYERS = 8;
 const NS = [1, 8, 32, 128, 512, 768, 1024, 2048, 4096, 8192, 16384, 32768];
@@ -120,7 +122,7 @@ function main(): number {
 
   const progress = (what: string) => (n: number) => process.stderr.write(`\rbench: ${what} n=${n}        `);
   const pick = (all: number[]) => (values.quick ? all.filter((n) => n === 128 || n === 16384) : all);
-  const fp8 = parts.has("fp8") ? measureFp8(stream, pick(FUSED_NS), progress("fp8")) : null;
+  const fp8 = parts.has("fp8") ? measureFp8(stream, pick(FUSED_NS), (what, n) => progress(what)(n)) : null;
   const pdl = parts.has("pdl") ? measurePdl(stream, ref, pick(PDL_NS), progress("pdl")) : null;
   const reserved = parts.has("reserved") ? measureReservedSlot(stream, RESERVED_NS, progress("reservedSlot")) : null;
   if (fp8 || pdl || reserved) process.stderr.write("\n");
@@ -309,13 +311,10 @@ const table = (header: string[], rows: string[][]) => {
 };
 
 function printFp8(rows: Fp8Row[]): void {
-  console.log("\nquantize-on-write, bf16 sources 512+64 (µs per call; unfused = quantize into a contiguous buffer, then scatter, same graph)");
+  console.log("\nquantize-on-write from bf16, C ABI, built-in launch rule (µs per call; unfused = quantize into a contiguous buffer, then scatter, same graph; bf16 = the plain write of the same rows)");
   table(
-    ["n", "bf16 write", "e4m3 fused", "e4m3 unfus", "x unfused", "/ bf16", "ds fused", "ds unfused", "x unfused", "/ bf16"],
-    rows.map((r) => [
-      String(r.n), f(r.bf16), f(r.flatFused), f(r.flatUnfused), f(r.flatUnfused / r.flatFused), f(r.flatFused / r.bf16, 3),
-      f(r.dsMlaFused), f(r.dsMlaUnfused), f(r.dsMlaUnfused / r.dsMlaFused), f(r.dsMlaFused / r.bf16, 3),
-    ]),
+    ["format", "n", "bf16 write", "fused", "unfused", "x unfused", "/ bf16"],
+    rows.map((r) => [r.format, String(r.n), f(r.bf16), f(r.fused), f(r.unfused), f(r.unfused / r.fused), f(r.fused / r.bf16, 3)]),
   );
 }
 
