@@ -24,6 +24,10 @@
 //   - beyond the largest finite value (448 e4m3, 57344 e5m2), and +-inf, saturate to it.
 //   - NaN stays NaN with its sign: 0x7F or 0xFF.
 //   - tile amax over the finite elements only (NaN and +-inf do not count).
+//   - all-zero and tiny-amax tiles: ds_mla/ds_v4 POW2 floor the scale at 2^-13 (amax < 0.0448);
+//     ds_mla AMAX stores 0 for an all-zero tile and converts it as if the scale were 1; the
+//     indexer floors amax at 1e-4 (AMAX: scale 1e-4 / 448; UE8M0: 2^-22). Zeros keep their
+//     sign, inf saturates, NaN stays NaN whatever the tile's scale.
 // Elements go through cvt.rn.satfinite (two at a time); the GPU suite checks that this equals the
 // software encoder of fp8_rules.h and the host reference. Tile scales and the rope conversion are
 // fp8_rules.h's own functions, so host and device share them.
