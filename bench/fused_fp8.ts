@@ -27,7 +27,7 @@ import {
   MLA_KV_SCALE_RULE_CODES,
   MLA_KV_SOURCE_BF16,
 } from "../ffi/abi.ts";
-import { allocScratch, widen, type Scratch } from "../autotune/scratch.ts";
+import { randomSlots, widen } from "../autotune/scratch.ts";
 import { DS_V4_FP8, INDEXER_FP8, type ScaleRule } from "../tests/helpers/fp8_reference.ts";
 import { formatRowBytes, isPaged, type QuantizedFormat } from "../tests/helpers/fp8_cache_reference.ts";
 import { LAYERS, sideBySide, timer } from "./timing.ts";
@@ -36,6 +36,8 @@ import { LAYERS, sideBySide, timer } from "./timing.ts";
 const FLAT_SCALE = 0.5;
 /** Tokens a page of the paged formats (vLLM's and sglang's usual block size for them). */
 const PAGE_SIZE = 64;
+/** Slots of each layer's cache: 8 layers of them dwarf any L2. */
+const CAPACITY = 128 * 1024;
 
 interface Fp8Case {
   format: QuantizedFormat;
@@ -107,49 +109,72 @@ function quantize(stream: Stream, c: Fp8Case, cache: number, capacity: number, s
   );
 }
 
-/** The fused, unfused and bf16 writes of one format at n rows of layer l, as launches. */
-function launches(stream: Stream, c: Fp8Case, scratch: Scratch, owned: DeviceTensor[], maxN: number) {
+/** bf16 activations with magnitudes in [0.5, 8) and either sign, from random bit patterns: ordinary tile maxima. */
+function bf16Activations(count: number, seed: number): Uint16Array {
+  const out = new Uint16Array(count);
+  let x = seed | 1;
+  for (let k = 0; k < count; ++k) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[k] = 0x3f00 + ((x >>> 8) & 0x1ff) + ((x >>> 31) << 15);
+  }
+  return out;
+}
+
+/**
+ * The buffers of one format, per layer: the sources (bf16, nope and rope as two tensors), random
+ * unique slots, the bf16 cache of the same rows, the fused format's cache and the unfused
+ * sequence's temporary; and the three writes at n rows of layer l, as launches.
+ */
+function launches(stream: Stream, c: Fp8Case, owned: DeviceTensor[], maxN: number) {
   const own = <T extends DeviceTensor>(t: T): T => (owned.push(t), t);
-  const capacity = scratch.capacity;
+  const capacity = CAPACITY;
   const pageSize = isPaged(c.format) ? PAGE_SIZE : 0;
   const stride = formatRowBytes(c.format, c.nopeElems, c.ropeElems, pageSize);
   const cacheRows = pageSize ? capacity / pageSize : capacity;
-  const caches = Array.from({ length: LAYERS }, () => own(allocTensor("u8", [cacheRows, stride])));
-  // Row formats: [maxN, row]; paged: one page of maxN tokens (a page of n tokens fits in it).
-  const tempBytes = formatRowBytes(c.format, c.nopeElems, c.ropeElems, pageSize ? maxN : 0) * (pageSize ? 1 : maxN);
-  const temps = Array.from({ length: LAYERS }, () => own(allocTensor("u8", [tempBytes])));
+  const ropeWidth = Math.max(1, c.ropeElems);
+  // One set of source values serves every layer (each layer still reads its own copy).
+  const nopeValues = bf16Activations(maxN * c.nopeElems, 7);
+  const ropeValues = bf16Activations(maxN * ropeWidth, 11);
+  const slots = Array.from({ length: LAYERS }, (_, l) => widen(randomSlots(maxN, capacity, 7 + l * 7919)));
+  const layers = Array.from({ length: LAYERS }, (_, l) => ({
+    nope: own(fromHost(nopeValues, "bf16", [maxN, c.nopeElems])),
+    rope: own(fromHost(ropeValues, "bf16", [maxN, ropeWidth])),
+    loc: own(fromHost(slots[l]!, "i64", [maxN])),
+    bf16Cache: own(allocTensor("bf16", [capacity, c.nopeElems + c.ropeElems])),
+    cache: own(allocTensor("u8", [cacheRows, stride])),
+    // Row formats: [maxN, row]; paged: one page of maxN tokens (a page of n tokens fits in it).
+    temp: own(allocTensor("u8", [formatRowBytes(c.format, c.nopeElems, c.ropeElems, pageSize ? maxN : 0) * (pageSize ? 1 : maxN)])),
+  }));
   const identity = own(fromHost(widen(Int32Array.from({ length: maxN }, (_, i) => i)), "i64", [maxN]));
-  const src = (l: number) => ({
-    nope: scratch.nope[l]!.ptr, nopeStride: scratch.nope[l]!.strides[0]! * 2, rope: scratch.rope[l]!.ptr, ropeStride: scratch.rope[l]!.strides[0]! * 2,
-  });
+  const nopeStride = 2 * c.nopeElems;
+  const ropeStride = 2 * ropeWidth;
   const fused = (n: number) => (l: number) => {
-    const s = src(l);
-    quantize(stream, c, caches[l]!.ptr, capacity, stride, pageSize, scratch.loc[l]!.ptr, n, s.nope, s.nopeStride, s.rope, s.ropeStride);
+    const b = layers[l]!;
+    quantize(stream, c, b.cache.ptr, capacity, stride, pageSize, b.loc.ptr, n, b.nope.ptr, nopeStride, b.rope.ptr, ropeStride);
   };
   const bf16 = (n: number) => (l: number) => {
-    const s = src(l);
-    const cache = scratch.caches[l]!;
-    copyRows(stream, cache.ptr, capacity, cache.strides[0]! * 2, scratch.loc[l]!.ptr, n, s.nope, s.nopeStride, 2 * c.nopeElems, s.rope, s.ropeStride, 2 * c.ropeElems);
+    const b = layers[l]!;
+    copyRows(stream, b.bf16Cache.ptr, capacity, 2 * (c.nopeElems + c.ropeElems), b.loc.ptr, n, b.nope.ptr, nopeStride, 2 * c.nopeElems, b.rope.ptr, ropeStride, 2 * c.ropeElems);
   };
   if (!isPaged(c.format)) {
     const unfused = (n: number) => (l: number) => {
-      const s = src(l);
-      quantize(stream, c, temps[l]!.ptr, maxN, stride, 0, identity.ptr, n, s.nope, s.nopeStride, s.rope, s.ropeStride);
-      copyRows(stream, caches[l]!.ptr, capacity, stride, scratch.loc[l]!.ptr, n, temps[l]!.ptr, stride, stride);
+      const b = layers[l]!;
+      quantize(stream, c, b.temp.ptr, maxN, stride, 0, identity.ptr, n, b.nope.ptr, nopeStride, b.rope.ptr, ropeStride);
+      copyRows(stream, b.cache.ptr, capacity, stride, b.loc.ptr, n, b.temp.ptr, stride, stride);
     };
     return { bf16, fused, unfused };
   }
   const grids = pagedGrids(c.format, pageSize);
-  const slots = scratch.loc.map((t) => t.download() as BigInt64Array);
   const rowLoc = slots.map((s) => own(gridLoc(s, pageSize, grids.rows)));
   const scaleLoc = slots.map((s) => own(gridLoc(s, pageSize, grids.scales)));
   const unfused = (n: number) => (l: number) => {
-    const s = src(l);
-    const temp = temps[l]!.ptr;
-    const cache = caches[l]!.ptr;
-    quantize(stream, c, temp, n, formatRowBytes(c.format, c.nopeElems, c.ropeElems, n), n, identity.ptr, n, s.nope, s.nopeStride, s.rope, s.ropeStride);
-    copyRows(stream, cache, cacheRows * grids.rows.perPage, grids.rows.bytes, rowLoc[l]!.ptr, n, temp, grids.rows.bytes, grids.rows.bytes);
-    copyRows(stream, cache, cacheRows * grids.scales.perPage, grids.scales.bytes, scaleLoc[l]!.ptr, n, temp + n * grids.rows.bytes, grids.scales.bytes, grids.scales.bytes);
+    const b = layers[l]!;
+    const temp = b.temp.ptr;
+    quantize(stream, c, temp, n, formatRowBytes(c.format, c.nopeElems, c.ropeElems, n), n, identity.ptr, n, b.nope.ptr, nopeStride, b.rope.ptr, ropeStride);
+    copyRows(stream, b.cache.ptr, cacheRows * grids.rows.perPage, grids.rows.bytes, rowLoc[l]!.ptr, n, temp, grids.rows.bytes, grids.rows.bytes);
+    copyRows(stream, b.cache.ptr, cacheRows * grids.scales.perPage, grids.scales.bytes, scaleLoc[l]!.ptr, n, temp + n * grids.rows.bytes, grids.scales.bytes, grids.scales.bytes);
   };
   return { bf16, fused, unfused };
 }
@@ -160,9 +185,8 @@ export function measureFp8(stream: Stream, ns: readonly number[], onProgress: (w
   const rows: Fp8Row[] = [];
   for (const c of CASES) {
     const owned: DeviceTensor[] = [];
-    const scratch = allocScratch({ dtype: "bf16", nopeElems: c.nopeElems, ropeElems: c.ropeElems, locBytes: 8 }, { layers: LAYERS, maxN });
     try {
-      const write = launches(stream, c, scratch, owned, maxN);
+      const write = launches(stream, c, owned, maxN);
       for (const n of ns) {
         const time = timer(stream, n, 4 * (c.nopeElems + c.ropeElems));
         // One eager call of each before the graphs, so nothing is first used inside a capture.
@@ -173,7 +197,6 @@ export function measureFp8(stream: Stream, ns: readonly number[], onProgress: (w
         onProgress(labelOf(c), n);
       }
     } finally {
-      scratch.free();
       for (const t of owned) t.free();
     }
   }

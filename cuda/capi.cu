@@ -176,6 +176,34 @@ int AlignmentOf(std::initializer_list<uint64_t> values) {
   return 1;
 }
 
+// The quantizing formats' argument facts: which are paged, the bytes of a row (row formats) or a
+// page (paged formats), and the rule a format applies for `rule` (-1 when it does not accept it).
+bool FormatIsPaged(int32_t format) { return format == MLA_KV_FORMAT_FP8_DS_V4 || format == MLA_KV_FORMAT_FP8_INDEXER; }
+
+int64_t QuantizedRowOrPageBytes(int32_t format, int64_t nope_elems, int64_t rope_elems, int64_t page_size) {
+  switch (format) {
+    case MLA_KV_FORMAT_FP8_DS_MLA: return MLA_KV_DS_MLA_ROW_BYTES;
+    case MLA_KV_FORMAT_FP8_DS_V4:
+      return (page_size * (MLA_KV_DS_V4_TOKEN_BYTES + MLA_KV_DS_V4_SCALE_BYTES) + MLA_KV_DS_V4_TOKEN_BYTES - 1) /
+             MLA_KV_DS_V4_TOKEN_BYTES * MLA_KV_DS_V4_TOKEN_BYTES;
+    case MLA_KV_FORMAT_FP8_INDEXER: return page_size * MLA_KV_INDEXER_TOKEN_BYTES;
+    default: return nope_elems + rope_elems;
+  }
+}
+
+int32_t ResolveScaleRule(int32_t format, int32_t rule) {
+  switch (format) {
+    case MLA_KV_FORMAT_FP8_DS_MLA:
+      if (rule == MLA_KV_SCALE_DEFAULT) return MLA_KV_SCALE_POW2;
+      return rule == MLA_KV_SCALE_POW2 || rule == MLA_KV_SCALE_AMAX ? rule : -1;
+    case MLA_KV_FORMAT_FP8_DS_V4: return rule == MLA_KV_SCALE_DEFAULT || rule == MLA_KV_SCALE_POW2 ? MLA_KV_SCALE_POW2 : -1;
+    case MLA_KV_FORMAT_FP8_INDEXER:
+      if (rule == MLA_KV_SCALE_DEFAULT) return MLA_KV_SCALE_AMAX;
+      return rule == MLA_KV_SCALE_AMAX || rule == MLA_KV_SCALE_UE8M0 ? rule : -1;
+    default: return rule == MLA_KV_SCALE_DEFAULT ? MLA_KV_SCALE_DEFAULT : -1;
+  }
+}
+
 }  // namespace
 }  // namespace mla_kv
 
@@ -550,9 +578,9 @@ int32_t mla_kv_set_kv_buffer_quantized(int32_t device, void* stream, int32_t for
     if (launch_status != MLA_KV_OK) return launch_status;
     MLA_KV_REQUIRE(format >= MLA_KV_FORMAT_FP8_E4M3 && format <= MLA_KV_FORMAT_FP8_INDEXER,
                    "format = %d is not one of MLA_KV_FORMAT_FP8_E4M3/E5M2/DS_MLA/DS_V4/INDEXER", format);
-    const int32_t rule = mla_kv_resolve_scale_rule(format, scale_rule);
+    const int32_t rule = ResolveScaleRule(format, scale_rule);
     MLA_KV_REQUIRE(rule >= 0, "scale_rule = %d is not one format %d accepts", scale_rule, format);
-    const bool paged = mla_kv_format_is_paged(format) != 0;
+    const bool paged = FormatIsPaged(format);
     if (paged) {
       MLA_KV_REQUIRE(page_size >= 1 && capacity > 0 && capacity % page_size == 0,
                      "page_size = %lld must be >= 1 and divide capacity = %lld", static_cast<long long>(page_size),
@@ -605,7 +633,7 @@ int32_t mla_kv_set_kv_buffer_quantized(int32_t device, void* stream, int32_t for
                           : format == MLA_KV_FORMAT_FP8_E5M2   ? Fp8Format::kFlatE5m2
                                                                : Fp8Format::kFlatE4m3;
     // A row format's row, or a paged format's page.
-    const int64_t row_bytes = mla_kv_format_row_bytes(format, nope_elems, rope_elems, page_size);
+    const int64_t row_bytes = QuantizedRowOrPageBytes(format, nope_elems, rope_elems, page_size);
     MLA_KV_REQUIRE(cache_row_stride >= row_bytes, "cache_row_stride = %lld is smaller than the format's %s of %lld bytes",
                    static_cast<long long>(cache_row_stride), paged ? "page" : "row", static_cast<long long>(row_bytes));
     const int64_t cache_rows = paged ? capacity / page_size : capacity;

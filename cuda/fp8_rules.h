@@ -2,9 +2,9 @@
  * fp8_rules.h — the conversion rules and byte layouts of the quantizing formats, written once.
  *
  * Plain C99 that nvcc also compiles as __host__ __device__ code, so that the kernels
- * (quantize_fp8.cuh), the argument checks (capi.cu) and the CPU implementation of the ABI used by
- * the tests (tests/ffi/fixtures/host_quantize.h) share one definition of every scale rule, every
- * rounding and every offset. The kernels convert elements with the hardware's cvt instructions;
+ * (quantize_fp8.cuh) and the CPU implementation of the ABI used by the tests
+ * (tests/ffi/fixtures/host_quantize.h) share one definition of every scale rule, every rounding
+ * and every offset inside a row or page. The kernels convert elements with the hardware's cvt instructions;
  * the software encoders below define what those must produce, and the GPU suite checks that they
  * do (both against the TypeScript reference, tests/helpers/fp8_reference.ts, written separately
  * from the same rules).
@@ -41,6 +41,9 @@
 #endif
 
 /* ---- byte layouts ------------------------------------------------------------------------- */
+/* The offsets inside a row or a page that the writers of each format need. (Which formats are
+ * paged, a page's size and which scale rules a format accepts are argument checks, not conversion
+ * rules; the argument checks own them.) */
 
 /* fp8_ds_mla (DeepSeek V3.2 sparse MLA), one 656-byte row a slot:
  *   [512 x e4m3 nope | 4 x fp32 scales, one per 128-element tile | 64 x bf16 rope]. */
@@ -61,48 +64,14 @@
 #define MLA_KV_DS_V4_TILE_ELEMS 64
 #define MLA_KV_DS_V4_TILES 7
 #define MLA_KV_DS_V4_TOKEN_BYTES 576
-#define MLA_KV_DS_V4_SCALE_WORD_BYTES 8
+#define MLA_KV_DS_V4_SCALE_BYTES 8
 
 /* fp8_indexer (the sparse-attention indexer's K cache), paged. A page holds all its tokens' 128
  * e4m3 values (token t at t * 128), then all their fp32 scales (token t at page_size * 128 + t * 4):
  * page_size * 132 bytes, no padding. */
 #define MLA_KV_INDEXER_ELEMS 128
-#define MLA_KV_INDEXER_SCALES_PER_TOKEN_BYTES 4
-
-/* 1 for the formats whose cache is [pages, page stride] bytes. */
-MLA_KV_HD int mla_kv_format_is_paged(int32_t format) {
-  return format == MLA_KV_FORMAT_FP8_DS_V4 || format == MLA_KV_FORMAT_FP8_INDEXER;
-}
-
-/* Bytes a row format stores a slot (flat: one an element), or a paged format stores a page. */
-MLA_KV_HD int64_t mla_kv_format_row_bytes(int32_t format, int64_t nope_elems, int64_t rope_elems, int64_t page_size) {
-  switch (format) {
-    case MLA_KV_FORMAT_FP8_DS_MLA: return MLA_KV_DS_MLA_ROW_BYTES;
-    case MLA_KV_FORMAT_FP8_DS_V4: {
-      const int64_t used = page_size * (MLA_KV_DS_V4_TOKEN_BYTES + MLA_KV_DS_V4_SCALE_WORD_BYTES);
-      return (used + MLA_KV_DS_V4_TOKEN_BYTES - 1) / MLA_KV_DS_V4_TOKEN_BYTES * MLA_KV_DS_V4_TOKEN_BYTES;
-    }
-    case MLA_KV_FORMAT_FP8_INDEXER: return page_size * (MLA_KV_INDEXER_ELEMS + MLA_KV_INDEXER_SCALES_PER_TOKEN_BYTES);
-    default: return nope_elems + rope_elems;
-  }
-}
-
-/* The rule a format applies for `rule` (MLA_KV_SCALE_DEFAULT takes the format's default), or -1
- * when the format does not accept it. Flat formats take a per-tensor scale and no rule. */
-MLA_KV_HD int32_t mla_kv_resolve_scale_rule(int32_t format, int32_t rule) {
-  switch (format) {
-    case MLA_KV_FORMAT_FP8_DS_MLA:
-      if (rule == MLA_KV_SCALE_DEFAULT) return MLA_KV_SCALE_POW2;
-      return rule == MLA_KV_SCALE_POW2 || rule == MLA_KV_SCALE_AMAX ? rule : -1;
-    case MLA_KV_FORMAT_FP8_DS_V4:
-      return rule == MLA_KV_SCALE_DEFAULT || rule == MLA_KV_SCALE_POW2 ? MLA_KV_SCALE_POW2 : -1;
-    case MLA_KV_FORMAT_FP8_INDEXER:
-      if (rule == MLA_KV_SCALE_DEFAULT) return MLA_KV_SCALE_AMAX;
-      return rule == MLA_KV_SCALE_AMAX || rule == MLA_KV_SCALE_UE8M0 ? rule : -1;
-    default:
-      return rule == MLA_KV_SCALE_DEFAULT ? MLA_KV_SCALE_DEFAULT : -1;
-  }
-}
+#define MLA_KV_INDEXER_SCALE_BYTES 4
+#define MLA_KV_INDEXER_TOKEN_BYTES 132
 
 /* ---- bits ----------------------------------------------------------------------------------- */
 

@@ -476,7 +476,7 @@ struct DsV4Codec {
       const uint2 hi = quantize8<Src, Fp8Format::kDsV4, Divide::kByPowerOfTwo>(row.hi, reciprocal);
       store16(dst + lane * 16, make_uint4(lo.x, lo.y, hi.x, hi.y), aligned);
       if ((lane & 3) == 0) {
-        uint8_t* word = page + p.page_size * MLA_KV_DS_V4_TOKEN_BYTES + token * MLA_KV_DS_V4_SCALE_WORD_BYTES;
+        uint8_t* word = page + p.page_size * MLA_KV_DS_V4_TOKEN_BYTES + token * MLA_KV_DS_V4_SCALE_BYTES;
         word[lane >> 2] = static_cast<uint8_t>(mla_kv_e8m0_of_pow2(scale));
       }
     } else {
@@ -508,7 +508,7 @@ struct IndexerCodec {
     if (!write) return;
     store8(page + token * MLA_KV_INDEXER_ELEMS + lane * 8, q, aligned);
     if (lane == 0) {
-      store4(page + p.page_size * MLA_KV_INDEXER_ELEMS + token * MLA_KV_INDEXER_SCALES_PER_TOKEN_BYTES, __float_as_uint(scale),
+      store4(page + p.page_size * MLA_KV_INDEXER_ELEMS + token * MLA_KV_INDEXER_SCALE_BYTES, __float_as_uint(scale),
              aligned);
     }
   }
