@@ -540,6 +540,37 @@ __device__ __forceinline__ int64_t load_any_loc(const QuantizeParams& p, int64_t
   return p.loc_is_64 ? load_loc<int64_t>(p.loc, i) : load_loc<int32_t>(p.loc, i);
 }
 
+// Where a warp's passes over the rows start and how far apart they are, `per_pass` rows a pass
+// (a grid-stride loop in units of warps).
+struct WarpPasses {
+  int64_t first;
+  int64_t stride;
+};
+__device__ __forceinline__ WarpPasses warp_passes(int64_t per_pass) {
+  const int warps_per_block = blockDim.x >> 5;
+  const int64_t warp = static_cast<int64_t>(blockIdx.x) * warps_per_block + (threadIdx.x >> 5);
+  return {warp * per_pass, static_cast<int64_t>(gridDim.x) * warps_per_block * per_pass};
+}
+
+// Rows i = first + r * step (r < ROWS): their loc and their data loads issued together, before
+// anything waits on either (the source address depends only on i). A row past n gets slot -1;
+// with ZERO_PAST_END also a zero row, for codecs whose lanes serve several rows and still run
+// their shuffles on it (zeroing costs the big flat rows registers, so only those codecs ask).
+template <typename Codec, int ROWS, bool ZERO_PAST_END = false>
+__device__ __forceinline__ void load_rows(const QuantizeParams& p, int64_t first, int64_t step, int part, int64_t (&slot)[ROWS],
+                                          typename Codec::Row (&row)[ROWS]) {
+#pragma unroll
+  for (int r = 0; r < ROWS; ++r) {
+    const int64_t i = first + r * step;
+    slot[r] = i < p.n ? load_any_loc(p, i) : -1;
+    if (i < p.n) {
+      Codec::load(p, i, part, row[r]);
+    } else if constexpr (ZERO_PAST_END) {
+      row[r] = {};
+    }
+  }
+}
+
 /*!
  * \brief Quantizing write, vector path, row formats: ROWS consecutive rows a warp, all their loads
  *        issued before the first conversion, converted bytes stored straight into the cache.
@@ -547,20 +578,14 @@ __device__ __forceinline__ int64_t load_any_loc(const QuantizeParams& p, int64_t
 template <typename Codec, int ROWS>
 __global__ void __launch_bounds__(kMaxThreadsPerBlock) QuantizeVectorKernel(const QuantizeParams p) {
   const int lane = threadIdx.x & 31;
-  const int warps_per_block = blockDim.x >> 5;
-  const int64_t warp_id = static_cast<int64_t>(blockIdx.x) * warps_per_block + (threadIdx.x >> 5);
-  const int64_t warp_stride = static_cast<int64_t>(gridDim.x) * warps_per_block * ROWS;
+  const WarpPasses passes = warp_passes(ROWS);
   const bool aligned = p.cache_vec != 0;
 
   wait_for_previous_grid();
-  for (int64_t first = warp_id * ROWS; first < p.n; first += warp_stride) {
+  for (int64_t first = passes.first; first < p.n; first += passes.stride) {
     int64_t slot[ROWS];
     typename Codec::Row row[ROWS];
-#pragma unroll
-    for (int r = 0; r < ROWS; ++r) {
-      slot[r] = first + r < p.n ? load_any_loc(p, first + r) : -1;
-      if (first + r < p.n) Codec::load(p, first + r, lane, row[r]);
-    }
+    load_rows<Codec, ROWS>(p, first, 1, lane, slot, row);
 #pragma unroll
     for (int r = 0; r < ROWS; ++r) {
       slot[r] = checked_slot(p.capacity, p.reserved_slot, slot[r], first + r, lane);
@@ -571,6 +596,11 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) QuantizeVectorKernel(cons
   allow_next_grid_to_launch();
 }
 
+// The paged kernels ask for one 512-thread block a multiprocessor at least. Without that, ptxas
+// caps them at 64 registers on most architectures (sm_75-86 and sm_100+: room for two such
+// blocks) and spills at 2 and 4 rows a warp; with it they take what they need, up to 128.
+constexpr int kPagedMinBlocksPerSm = 1;
+
 /*!
  * \brief Quantizing write, paged formats (vector path): ROWS groups of kTokensPerWarp tokens a
  *        warp, each token served by 32 / kTokensPerWarp lanes, all loads issued first.
@@ -578,32 +608,20 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) QuantizeVectorKernel(cons
  * shuffles need every lane) and only their stores are dropped.
  */
 template <typename Codec, int ROWS>
-__global__ void __launch_bounds__(kMaxThreadsPerBlock) QuantizePagedKernel(const QuantizeParams p) {
+__global__ void __launch_bounds__(kMaxThreadsPerBlock, kPagedMinBlocksPerSm) QuantizePagedKernel(const QuantizeParams p) {
   constexpr int kTokens = Codec::kTokensPerWarp;
   constexpr int kLanes = 32 / kTokens;
   const int lane = threadIdx.x & 31;
   const int part = lane % kLanes;  // the lane within its token
   const int64_t which = lane / kLanes;
-  const int warps_per_block = blockDim.x >> 5;
-  const int64_t warp_id = static_cast<int64_t>(blockIdx.x) * warps_per_block + (threadIdx.x >> 5);
-  const int64_t tokens_per_pass = static_cast<int64_t>(ROWS) * kTokens;
-  const int64_t warp_stride = static_cast<int64_t>(gridDim.x) * warps_per_block * tokens_per_pass;
+  const WarpPasses passes = warp_passes(static_cast<int64_t>(ROWS) * kTokens);
   const bool aligned = p.cache_vec != 0;
 
   wait_for_previous_grid();
-  for (int64_t first = warp_id * tokens_per_pass; first < p.n; first += warp_stride) {
+  for (int64_t first = passes.first; first < p.n; first += passes.stride) {
     int64_t slot[ROWS];
     typename Codec::Row row[ROWS];
-#pragma unroll
-    for (int r = 0; r < ROWS; ++r) {
-      const int64_t i = first + r * kTokens + which;
-      slot[r] = i < p.n ? load_any_loc(p, i) : -1;
-      if (i < p.n) {
-        Codec::load(p, i, part, row[r]);
-      } else {
-        row[r] = {};
-      }
-    }
+    load_rows<Codec, ROWS, (kTokens > 1)>(p, first + which, kTokens, part, slot, row);
 #pragma unroll
     for (int r = 0; r < ROWS; ++r) {
       const int64_t i = first + r * kTokens + which;
@@ -631,23 +649,17 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) QuantizeTmaKernel(const Q
   extern __shared__ __align__(128) uint8_t smem[];
   const int lane = threadIdx.x & 31;
   const int warp_in_block = threadIdx.x >> 5;
-  const int warps_per_block = blockDim.x >> 5;
-  const int64_t warp_id = static_cast<int64_t>(blockIdx.x) * warps_per_block + warp_in_block;
-  const int64_t warp_stride = static_cast<int64_t>(gridDim.x) * warps_per_block * ROWS;
+  const WarpPasses passes = warp_passes(ROWS);
   const int64_t row_bytes = Codec::RowBytes(p.nope_elems, p.rope_elems);
   const int64_t stage_bytes = TmaStageBytes(row_bytes);
   uint8_t* my_stages = smem + static_cast<int64_t>(warp_in_block) * kTmaStages * stage_bytes;
 
   int stage = 0;
   wait_for_previous_grid();
-  for (int64_t first = warp_id * ROWS; first < p.n; first += warp_stride) {
+  for (int64_t first = passes.first; first < p.n; first += passes.stride) {
     int64_t slot[ROWS];
     typename Codec::Row row[ROWS];
-#pragma unroll
-    for (int r = 0; r < ROWS; ++r) {
-      slot[r] = first + r < p.n ? load_any_loc(p, first + r) : -1;
-      if (first + r < p.n) Codec::load(p, first + r, lane, row[r]);
-    }
+    load_rows<Codec, ROWS>(p, first, 1, lane, slot, row);
 #pragma unroll
     for (int r = 0; r < ROWS; ++r) {
       slot[r] = checked_slot(p.capacity, p.reserved_slot, slot[r], first + r, lane);
