@@ -101,7 +101,8 @@ function runOnGpu(c: PreparedCase, shape: GpuCase): Uint8Array {
     poison(cache, c.want.length);
     const src = own(fromHost(c.sources, shape.source, [Math.max(1, shape.n), c.sourceStride]));
     const kNope = src.narrow(1, 0, c.nopeElems);
-    const kRope = c.ropeElems > 0 ? src.narrow(1, c.ropeStart, c.ropeElems) : undefined;
+    // Only the indexer has no rope part; a flat row without one passes an empty view, as an engine would.
+    const kRope = shape.format === "fp8_indexer" ? undefined : src.narrow(1, c.ropeStart, c.ropeElems);
     const loc = own(locTensor(shape.loc, c.loc));
     const options: QuantizedOptions = {
       ...shape.options,
