@@ -28,9 +28,9 @@
 //     ds_mla AMAX stores 0 for an all-zero tile and converts it as if the scale were 1; the
 //     indexer floors amax at 1e-4 (AMAX: scale 1e-4 / 448; UE8M0: 2^-22). Zeros keep their
 //     sign, inf saturates, NaN stays NaN whatever the tile's scale.
-// Elements go through cvt.rn.satfinite (two at a time); the GPU suite checks that this equals the
-// software encoder of fp8_rules.h and the host reference. Tile scales and the rope conversion are
-// fp8_rules.h's own functions, so host and device share them.
+// Elements go through cvt.rn.satfinite (two at a time): the GPU suite compares the kernels' bytes
+// with the host reference, which the CPU tests compare with fp8_rules.h's software encoders. Tile
+// scales and the rope conversion are fp8_rules.h's own functions, so host and device share them.
 //
 // Designs (all: loc and the row's loads issued together, ROWS rows a warp in flight, 16-byte
 // loads where the sources allow, tile maxima by xor-shuffles within aligned lane groups, stores
