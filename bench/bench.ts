@@ -15,6 +15,10 @@
  *   seed-row     the seed's improved row design (one CTA a row)
  * Floors: an empty kernel (with and without PDL) and a contiguous device copy of the same bytes.
  *
+ * Parts (all by default): core, the above with the host loop and the tuner; fp8, every quantizing
+ * format against its unfused sequence and the bf16 write (bench/fused_fp8.ts); pdl, a producer
+ * kernel then the write; reserved, the cost of a reserved slot (bench/fused.ts).
+ *
  * Writes bench/results/<gpu>.json and one SVG per layout; prints the tables last.
  * Exit status: 0 done, 3 no usable GPU here (the message says why), 1 any other failure.
  */
@@ -35,7 +39,8 @@ import { copyLayout } from "../src/layout_key.ts";
 import { chooseLaunchConfig } from "../src/set_mla_kv_buffer.ts";
 import { renderLinePlot } from "../cli/svg_plot.ts";
 import { openBenchLibrary, type PeerWrite } from "./bench_library.ts";
-import { measureFp8, measurePdl, measureReservedSlot, type Fp8Row, type PdlRow, type ReservedSlotRow } from "./fused.ts";
+import { measurePdl, measureReservedSlot, type PdlRow, type ReservedSlotRow } from "./fused.ts";
+import { measureFp8, type Fp8Row } from "./fused_fp8.ts";
 
 const LAYERS = 8;
 const ROUNDS = 3;
@@ -145,7 +150,7 @@ function main(): number {
 
   const progress = (what: string) => (n: number) => process.stderr.write(`\rbench: ${what} n=${n}        `);
   const pick = (all: number[]) => (values.quick ? all.filter((n) => n === 128 || n === 16384) : all);
-  const fp8 = parts.has("fp8") ? measureFp8(stream, pick(FUSED_NS), progress("fp8")) : null;
+  const fp8 = parts.has("fp8") ? measureFp8(stream, pick(FUSED_NS), (what, n) => progress(what)(n)) : null;
   const pdl = parts.has("pdl") ? measurePdl(stream, ref, pick(PDL_NS), progress("pdl")) : null;
   const reserved = parts.has("reserved") ? measureReservedSlot(stream, RESERVED_NS, progress("reservedSlot")) : null;
   if (fp8 || pdl || reserved) process.stderr.write("\n");
@@ -347,8 +352,11 @@ const table = (header: string[], rows: string[][]) => {
 };
 
 function printFp8(rows: Fp8Row[]): void {
-  console.log("\nquantize-on-write (bench/fused.ts), µs per call");
-  console.log(JSON.stringify(rows));
+  console.log("\nquantize-on-write from bf16, C ABI, built-in launch rule (µs per call; unfused = quantize into a contiguous buffer, then scatter, same graph; bf16 = the plain write of the same rows)");
+  table(
+    ["format", "n", "bf16 write", "fused", "unfused", "x unfused", "/ bf16"],
+    rows.map((r) => [r.format, String(r.n), f(r.bf16), f(r.fused), f(r.unfused), f(r.unfused / r.fused), f(r.fused / r.bf16, 3)]),
+  );
 }
 
 function printPdl(rows: PdlRow[]): void {

@@ -200,6 +200,8 @@ bool Fp8FormatOf(int32_t format, Fp8Format* out) {
     case MLA_KV_FORMAT_FP8_E4M3: *out = Fp8Format::kFlatE4m3; return true;
     case MLA_KV_FORMAT_FP8_E5M2: *out = Fp8Format::kFlatE5m2; return true;
     case MLA_KV_FORMAT_FP8_DS_MLA: *out = Fp8Format::kDsMla; return true;
+    case MLA_KV_FORMAT_FP8_DS_V4: *out = Fp8Format::kDsV4; return true;
+    case MLA_KV_FORMAT_FP8_INDEXER: *out = Fp8Format::kIndexer; return true;
     default: return false;
   }
 }

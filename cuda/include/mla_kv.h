@@ -200,14 +200,18 @@ enum {
    * Scales by scale_rule (AMAX: max(amax, 1e-4) / 448, or UE8M0: that rounded up to a power of 2). */
   MLA_KV_FORMAT_FP8_INDEXER = 5
 };
-/* Scale rules of the tile-scaled formats (0 takes the format's default). */
+/* Scale rules of the tile-scaled formats (0 takes the format's default). amax is the tile's
+ * largest |x| over its finite elements; divisions are fp32, 1e-4 is the fp32 constant. */
 enum {
   MLA_KV_SCALE_DEFAULT = 0,
-  /* ds_mla, ds_v4: 2^ceil(log2(max(amax / 448, 1e-4))), a power of two (ds_mla's default). */
+  /* ds_mla, ds_v4: 2^ceil(log2(max(amax / 448, 1e-4))), a power of two (ds_mla's default). An
+   * all-zero tile, and any tile with amax < 0.0448, gets the floor 2^-13. Exact in fp32, bf16 and
+   * e8m0, so every reader reads it back unchanged. */
   MLA_KV_SCALE_POW2 = 1,
-  /* ds_mla: amax / 448 (0 for an all-zero tile); indexer: max(amax, 1e-4) / 448 (its default). */
+  /* ds_mla: amax / 448; an all-zero tile stores 0 and its elements are converted as if the scale
+   * were 1. indexer (its default): max(amax, 1e-4) / 448, never 0. */
   MLA_KV_SCALE_AMAX = 2,
-  /* indexer: max(amax, 1e-4) / 448 rounded up to a power of two. */
+  /* indexer: max(amax, 1e-4) / 448 rounded up to a power of two (at least 2^-22). */
   MLA_KV_SCALE_UE8M0 = 3
 };
 /* Source element types of mla_kv_set_kv_buffer_quantized. */
@@ -220,12 +224,15 @@ enum {
  * Like mla_kv_set_kv_buffer, but the sources are bf16 or fp16 elements and the cache receives
  * them converted to `format` in the same kernel:
  *   element  = fp8(x / scale): an IEEE fp32 division, then round to nearest even into the fp8
- *              format (subnormals included), saturated to the largest finite value (also for
- *              +-inf); NaN stays NaN with its sign (0x7F / 0xFF); the sign of zero is kept.
+ *              format (fp8 subnormals included; source subnormals are exact in fp32), saturated
+ *              to the largest finite value (448 e4m3, 57344 e5m2) for +-inf and anything past
+ *              it; NaN stays NaN with its sign (0x7F / 0xFF, both formats); -0 and negatives that
+ *              round to zero give 0x80. No fp8 infinity is ever written.
  *   tiles    amax_t is the largest |x| over tile t's finite elements (NaN and +-inf do not count);
  *            the scale follows `scale_rule` (see MLA_KV_SCALE_*). A power-of-two scale divides
- *            exactly. Rope parts stored as bf16: bf16 sources copied, fp16 rounded to nearest even
- *            (NaN becomes 0x7FC0 with its sign).
+ *            exactly (as a multiplication by its reciprocal). Rope parts stored as bf16: bf16
+ *            sources copied bit for bit, fp16 rounded to nearest even (NaN becomes 0x7FC0 with
+ *            its sign).
  *
  *   source_dtype      MLA_KV_SOURCE_BF16 or MLA_KV_SOURCE_FP16
  *   nope, rope        [n, *_row_stride bytes], 2-byte aligned; *_elems elements used per row
@@ -240,7 +247,8 @@ enum {
  *   scale             flat formats: the per-tensor scale, finite and > 0; ignored otherwise
  *   scale_rule        MLA_KV_SCALE_*, one the format accepts
  *   path              MLA_KV_PATH_VECTOR or _TMA (TMA: row formats only, sm_90+, the cache address
- *                     and row stride multiples of 16 and a row size that is one: 576 and 656 are)
+ *                     and row stride multiples of 16 and a row size that is one: 576 and 656 are;
+ *                     a paged format on TMA is MLA_KV_ERR_UNSUPPORTED; AUTO takes the vector path)
  * Bytes of a cache row or page that the format does not define (pad bytes, a page's padding) are
  * never touched.
  */

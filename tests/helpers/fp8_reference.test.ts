@@ -1,7 +1,11 @@
 import { describe, expect, test } from "bun:test";
 import {
   bf16BitsToF32,
+  ceilPow2,
+  DEFAULT_SCALE_RULE,
   DS_MLA_FP8,
+  DS_V4_FP8,
+  e8m0OfPow2,
   encodeFp8,
   f32Div,
   f32ToBf16Bits,
@@ -11,7 +15,11 @@ import {
   fp8BitsToF32,
   type Fp8Format,
   quantizeDsMlaRow,
+  quantizeDsV4Token,
   quantizeFlatRow,
+  quantizeIndexerToken,
+  SCALE_FLOOR,
+  tileScale,
 } from "./fp8_reference.ts";
 
 const FORMATS: readonly Fp8Format[] = ["e4m3", "e5m2"];
@@ -384,7 +392,7 @@ describe("quantizeFlatRow", () => {
   });
 });
 
-describe("quantizeDsMlaRow", () => {
+describe("quantizeDsMlaRow with the amax rule", () => {
   test("rejects parts of the wrong length", () => {
     expect(() => quantizeDsMlaRow(new Uint16Array(511), new Uint16Array(64), "bf16")).toThrow(RangeError);
     expect(() => quantizeDsMlaRow(new Uint16Array(512), new Uint16Array(65), "bf16")).toThrow(RangeError);
@@ -395,7 +403,7 @@ describe("quantizeDsMlaRow", () => {
     nope[3] = 0x8000;
     nope[127] = 0x8000;
     nope[128] = bf16(1); // a non-zero in the next tile must not leak into this one
-    const row = quantizeDsMlaRow(nope, rope, "bf16");
+    const row = quantizeDsMlaRow(nope, rope, "bf16", "amax");
     expect(row.length).toBe(656);
     expect(scaleBytes(row, 0)).toEqual([0, 0, 0, 0]);
     const expected = new Array<number>(128).fill(0x00);
@@ -410,7 +418,7 @@ describe("quantizeDsMlaRow", () => {
     const random = mulberry32(7);
     for (let i = 128; i < 256; i++) nope[i] = bf16(Math.fround((random() * 2 - 1) * 440));
     nope[200] = bf16(-448);
-    const row = quantizeDsMlaRow(nope, rope, "bf16");
+    const row = quantizeDsMlaRow(nope, rope, "bf16", "amax");
     expect(scaleAt(row, 1)).toBe(1);
     expect(scaleBytes(row, 1)).toEqual([0x00, 0x00, 0x80, 0x3f]);
     for (let i = 128; i < 256; i++) {
@@ -424,7 +432,7 @@ describe("quantizeDsMlaRow", () => {
     const { nope, rope } = emptyRow();
     nope[256 + 5] = 0x7f80;
     nope[256 + 6] = 0xff80;
-    const row = quantizeDsMlaRow(nope, rope, "bf16");
+    const row = quantizeDsMlaRow(nope, rope, "bf16", "amax");
     expect(scaleAt(row, 2)).toBe(0);
     expect(row[256 + 5]).toBe(0x7e);
     expect(row[256 + 6]).toBe(0xfe);
@@ -438,8 +446,8 @@ describe("quantizeDsMlaRow", () => {
     noisy.nope[400] = 0xffc1;
     noisy.nope[401] = 0x7fc0;
     noisy.nope[402] = 0x7f80;
-    const clean = quantizeDsMlaRow(plain.nope, plain.rope, "bf16");
-    const row = quantizeDsMlaRow(noisy.nope, noisy.rope, "bf16");
+    const clean = quantizeDsMlaRow(plain.nope, plain.rope, "bf16", "amax");
+    const row = quantizeDsMlaRow(noisy.nope, noisy.rope, "bf16", "amax");
     expect(scaleAt(row, 3)).toBe(f32Div(2, 448));
     expect(scaleBytes(row, 3)).toEqual(scaleBytes(clean, 3));
     expect(row[400]).toBe(0xff);
@@ -453,7 +461,7 @@ describe("quantizeDsMlaRow", () => {
     nope[0] = bf16(448);
     nope[128] = bf16(-896);
     nope[256] = bf16(1);
-    const row = quantizeDsMlaRow(nope, rope, "bf16");
+    const row = quantizeDsMlaRow(nope, rope, "bf16", "amax");
     expect(scaleBytes(row, 0)).toEqual([0x00, 0x00, 0x80, 0x3f]);
     expect(scaleBytes(row, 1)).toEqual([0x00, 0x00, 0x00, 0x40]);
     const b = f32Bits(f32Div(1, 448));
@@ -466,7 +474,7 @@ describe("quantizeDsMlaRow", () => {
     for (let trial = 0; trial < 50; trial++) {
       const { nope, rope } = emptyRow();
       for (let i = 0; i < 512; i++) nope[i] = Math.floor(random() * 0x7f80) | (random() < 0.5 ? 0x8000 : 0);
-      const row = quantizeDsMlaRow(nope, rope, "bf16");
+      const row = quantizeDsMlaRow(nope, rope, "bf16", "amax");
       for (let t = 0; t < 4; t++) {
         let top = t * 128;
         for (let i = t * 128; i < (t + 1) * 128; i++) {
@@ -482,7 +490,7 @@ describe("quantizeDsMlaRow", () => {
     nope[0] = 0x3c00; // 1
     nope[1] = 0xb800; // -0.5
     nope[2] = 0x0001; // 2^-24, far below the tile's resolution
-    const row = quantizeDsMlaRow(nope, rope, "fp16");
+    const row = quantizeDsMlaRow(nope, rope, "fp16", "amax");
     expect(scaleAt(row, 0)).toBe(f32Div(1, 448));
     expect(row[0]).toBe(0x7e);
     expect(row[1]).toBe(0xf6); // -224
@@ -493,7 +501,7 @@ describe("quantizeDsMlaRow", () => {
     const { nope, rope } = emptyRow();
     const bits = [0x7f81, 0xffff, 0x8000, 0x0001, 0x3f80, 0xff80];
     bits.forEach((b, j) => (rope[j] = b));
-    const row = quantizeDsMlaRow(nope, rope, "bf16");
+    const row = quantizeDsMlaRow(nope, rope, "bf16", "amax");
     expect(bits.map((_, j) => ropeBitsAt(row, j))).toEqual(bits);
     expect([...row.subarray(528, 530)]).toEqual([0x81, 0x7f]);
   });
@@ -505,8 +513,208 @@ describe("quantizeDsMlaRow", () => {
     rope[2] = 0xfe01; // a negative NaN
     rope[3] = 0x7bff; // 65504 rounds up to 65536
     rope[63] = 0xfc00;
-    const row = quantizeDsMlaRow(nope, rope, "fp16");
+    const row = quantizeDsMlaRow(nope, rope, "fp16", "amax");
     expect([0, 1, 2, 3, 63].map((j) => ropeBitsAt(row, j))).toEqual([0x3f80, 0x3380, 0xffc0, 0x4780, 0xff80]);
     expect([...row.subarray(528, 530)]).toEqual([0x80, 0x3f]);
+  });
+});
+
+describe("ceilPow2", () => {
+  test("keeps powers of two and rounds everything else up to the next", () => {
+    for (const k of [-140, -13, -1, 0, 1, 120]) expect(ceilPow2(2 ** k)).toBe(2 ** k);
+    expect(ceilPow2(f32Step(1, 1))).toBe(2);
+    expect(ceilPow2(f32Step(1, -1))).toBe(1);
+    expect(ceilPow2(3)).toBe(4);
+    expect(ceilPow2(SCALE_FLOOR)).toBe(2 ** -13);
+    expect(ceilPow2(f32Div(SCALE_FLOOR, 448))).toBe(2 ** -22);
+  });
+
+  test("refuses zero, negatives and non-finite values", () => {
+    for (const v of [0, -1, Infinity, NaN]) expect(() => ceilPow2(v)).toThrow(RangeError);
+  });
+});
+
+describe("tileScale", () => {
+  test("pow2: the smallest power of two not below amax / 448, at least 2^-13", () => {
+    expect(tileScale("fp8_ds_mla", "pow2", 448)).toBe(1);
+    expect(tileScale("fp8_ds_mla", "pow2", f32Step(448, 1))).toBe(2);
+    expect(tileScale("fp8_ds_mla", "pow2", 1)).toBe(2 ** -8);
+    expect(tileScale("fp8_ds_mla", "pow2", 0)).toBe(2 ** -13);
+    expect(tileScale("fp8_ds_mla", "pow2", 0.0448)).toBe(2 ** -13);
+    expect(tileScale("fp8_ds_mla", "pow2", 448 * 2 ** -13)).toBe(2 ** -13);
+    expect(tileScale("fp8_ds_mla", "pow2", f32Step(448 * 2 ** -13, 1))).toBe(2 ** -12);
+    expect(tileScale("fp8_ds_mla", "pow2", bf16BitsToF32(0x7f7f))).toBe(2 ** 120);
+    expect(tileScale("fp8_ds_mla", "pow2", 65504)).toBe(256);
+    expect(tileScale("fp8_ds_v4", "pow2", 1)).toBe(2 ** -8);
+  });
+
+  test("pow2 puts every tile's amax in (224, 448] once it is past the floor", () => {
+    const random = mulberry32(99);
+    for (let i = 0; i < 5000; i++) {
+      const amax = Math.fround((1 + random()) * 2 ** (Math.floor(random() * 60) - 4));
+      const scale = tileScale("fp8_ds_mla", "pow2", amax);
+      expect(Number.isInteger(Math.log2(scale))).toBe(true);
+      expect(amax / scale).toBeLessThanOrEqual(448);
+      expect(amax / scale).toBeGreaterThan(224);
+    }
+  });
+
+  test("amax for ds_mla: amax / 448 in fp32, and 0 for an all-zero tile", () => {
+    expect(tileScale("fp8_ds_mla", "amax", 448)).toBe(1);
+    expect(tileScale("fp8_ds_mla", "amax", 1)).toBe(f32Div(1, 448));
+    expect(tileScale("fp8_ds_mla", "amax", 0)).toBe(0);
+  });
+
+  test("amax for the indexer floors amax at 1e-4 first; ue8m0 rounds that up to a power of two", () => {
+    expect(tileScale("fp8_indexer", "amax", 0)).toBe(f32Div(SCALE_FLOOR, 448));
+    expect(tileScale("fp8_indexer", "amax", 5e-5)).toBe(f32Div(SCALE_FLOOR, 448));
+    expect(tileScale("fp8_indexer", "amax", 1)).toBe(f32Div(1, 448));
+    expect(tileScale("fp8_indexer", "ue8m0", 0)).toBe(2 ** -22);
+    expect(tileScale("fp8_indexer", "ue8m0", 1)).toBe(2 ** -8);
+    expect(tileScale("fp8_indexer", "ue8m0", 448)).toBe(1);
+  });
+
+  test("refuses a rule the format does not have", () => {
+    expect(() => tileScale("fp8_ds_v4", "amax", 1)).toThrow(RangeError);
+    expect(() => tileScale("fp8_indexer", "pow2", 1)).toThrow(RangeError);
+    expect(() => tileScale("fp8_ds_mla", "ue8m0", 1)).toThrow(RangeError);
+  });
+
+  test("each format's default rule is one it has", () => {
+    expect(DEFAULT_SCALE_RULE).toEqual({ fp8_ds_mla: "pow2", fp8_ds_v4: "pow2", fp8_indexer: "amax" });
+  });
+});
+
+describe("quantizeDsMlaRow with the pow2 rule (the default)", () => {
+  test("is the default", () => {
+    const random = mulberry32(3);
+    const { nope, rope } = emptyRow();
+    for (let i = 0; i < 512; i++) nope[i] = bf16((random() * 2 - 1) * 3);
+    expect(quantizeDsMlaRow(nope, rope, "bf16")).toEqual(quantizeDsMlaRow(nope, rope, "bf16", "pow2"));
+    expect(quantizeDsMlaRow(nope, rope, "bf16")).not.toEqual(quantizeDsMlaRow(nope, rope, "bf16", "amax"));
+  });
+
+  test("gives an all-zero tile the floor 2^-13, keeping its zeros' signs and saturating inf", () => {
+    const { nope, rope } = emptyRow();
+    nope[3] = 0x8000;
+    nope[5] = 0x7f80;
+    nope[6] = 0xff80;
+    nope[7] = 0xffc0;
+    const row = quantizeDsMlaRow(nope, rope, "bf16");
+    expect(scaleBytes(row, 0)).toEqual([0x00, 0x00, 0x00, 0x39]);
+    expect([row[3], row[4], row[5], row[6], row[7]]).toEqual([0x80, 0x00, 0x7e, 0xfe, 0xff]);
+  });
+
+  test("multiplies a tiny-amax tile's elements by 8192 before encoding", () => {
+    const { nope, rope } = emptyRow();
+    const values = [0.01, -0.04, 0.0001, 2 ** -30];
+    values.forEach((x, i) => (nope[128 + i] = bf16(x)));
+    const row = quantizeDsMlaRow(nope, rope, "bf16");
+    expect(scaleAt(row, 1)).toBe(2 ** -13);
+    values.forEach((_, i) => {
+      const x = bf16BitsToF32(nope[128 + i]!);
+      expect(row[128 + i]).toBe(encodeFp8(x * 8192, x < 0, false, "e4m3"));
+    });
+  });
+
+  test("stores a power-of-two scale per tile and puts each tile's largest element in (224, 448]", () => {
+    const random = mulberry32(11);
+    for (let trial = 0; trial < 30; trial++) {
+      const { nope, rope } = emptyRow();
+      for (let i = 0; i < 512; i++) nope[i] = bf16((random() * 2 - 1) * 2 ** (Math.floor(random() * 30) - 10));
+      const row = quantizeDsMlaRow(nope, rope, "bf16");
+      for (let t = 0; t < 4; t++) {
+        const scale = scaleAt(row, t);
+        expect(Number.isInteger(Math.log2(scale))).toBe(true);
+        let top = 0;
+        for (let i = t * 128; i < (t + 1) * 128; i++) top = Math.max(top, row[i]! & 0x7f);
+        expect(top).toBeGreaterThanOrEqual(0x76); // 224
+        expect(top).toBeLessThanOrEqual(0x7e); // 448
+      }
+    }
+  });
+});
+
+describe("e8m0OfPow2", () => {
+  test("is the exponent biased by 127, for powers of two only", () => {
+    expect(e8m0OfPow2(1)).toBe(127);
+    expect(e8m0OfPow2(2 ** -13)).toBe(114);
+    expect(e8m0OfPow2(2 ** 120)).toBe(247);
+    expect(() => e8m0OfPow2(3)).toThrow(RangeError);
+  });
+});
+
+describe("quantizeDsV4Token", () => {
+  const empty = () => ({ nope: new Uint16Array(DS_V4_FP8.nopeDim), rope: new Uint16Array(DS_V4_FP8.ropeDim) });
+
+  test("rejects parts of the wrong length", () => {
+    expect(() => quantizeDsV4Token(new Uint16Array(512), new Uint16Array(64), "bf16")).toThrow(RangeError);
+    expect(() => quantizeDsV4Token(new Uint16Array(448), new Uint16Array(32), "bf16")).toThrow(RangeError);
+  });
+
+  test("scales each 64-element tile on its own and stores its e8m0 byte", () => {
+    const { nope, rope } = empty();
+    nope[64] = bf16(448); // tile 1: scale 1
+    nope[200] = bf16(-1); // tile 3: 2^-8
+    nope[447] = bf16(450); // tile 6: 2
+    const { row, scales } = quantizeDsV4Token(nope, rope, "bf16");
+    expect(row.length).toBe(576);
+    expect([...scales]).toEqual([114, 127, 114, 119, 114, 114, 128]);
+    expect(row[64]).toBe(0x7e);
+    expect(row[200]).toBe(encodeFp8(-256, true, false, "e4m3"));
+    expect(row[447]).toBe(encodeFp8(225, false, false, "e4m3"));
+  });
+
+  test("keeps bf16 rope bits after the 448 e4m3 bytes and rounds fp16 rope to bf16", () => {
+    const { nope, rope } = empty();
+    rope[0] = 0x7f81;
+    rope[63] = 0x8001;
+    const bf = quantizeDsV4Token(nope, rope, "bf16").row;
+    expect([...bf.subarray(448, 450)]).toEqual([0x81, 0x7f]);
+    expect([...bf.subarray(574, 576)]).toEqual([0x01, 0x80]);
+    rope[0] = 0x3c00;
+    rope[63] = 0xfe01;
+    const fp = quantizeDsV4Token(nope, rope, "fp16").row;
+    expect([...fp.subarray(448, 450)]).toEqual([0x80, 0x3f]);
+    expect([...fp.subarray(574, 576)]).toEqual([0xc0, 0xff]);
+  });
+});
+
+describe("quantizeIndexerToken", () => {
+  test("amax: one scale max(amax, 1e-4) / 448 for the whole token, elements by division", () => {
+    const k = new Uint16Array(128);
+    k[0] = bf16(1);
+    k[1] = bf16(-0.3);
+    k[2] = 0x7f80;
+    const { values, scale } = quantizeIndexerToken(k, "bf16");
+    expect(scale).toBe(f32Div(1, 448));
+    expect(values[0]).toBe(0x7e);
+    expect(values[1]).toBe(encodeFp8(f32Div(bf16BitsToF32(k[1]!), scale), true, false, "e4m3"));
+    expect(values[2]).toBe(0x7e);
+  });
+
+  test("amax: an all-zero token gets 1e-4 / 448 and keeps its zeros' signs", () => {
+    const k = new Uint16Array(128);
+    k[9] = 0x8000;
+    const { values, scale } = quantizeIndexerToken(k, "fp16");
+    expect(scale).toBe(f32Div(SCALE_FLOOR, 448));
+    expect(values[9]).toBe(0x80);
+    expect(values[10]).toBe(0x00);
+  });
+
+  test("ue8m0: the amax scale rounded up to a power of two", () => {
+    const random = mulberry32(5);
+    for (let trial = 0; trial < 200; trial++) {
+      const k = Uint16Array.from({ length: 128 }, () => bf16((random() * 2 - 1) * 2 ** (Math.floor(random() * 40) - 20)));
+      const amaxRule = quantizeIndexerToken(k, "bf16", "amax").scale;
+      const ue8m0 = quantizeIndexerToken(k, "bf16", "ue8m0").scale;
+      expect(Number.isInteger(Math.log2(ue8m0))).toBe(true);
+      expect(ue8m0).toBeGreaterThanOrEqual(amaxRule);
+      expect(ue8m0).toBeLessThan(2 * amaxRule);
+    }
+  });
+
+  test("rejects a token of the wrong length", () => {
+    expect(() => quantizeIndexerToken(new Uint16Array(64), "bf16")).toThrow(RangeError);
   });
 });

@@ -9,6 +9,10 @@
 
 export type SourceFormat = "bf16" | "fp16";
 export type Fp8Format = "e4m3" | "e5m2";
+/** How a tile's scale follows from its amax (see {@link tileScale}). */
+export type ScaleRule = "pow2" | "amax" | "ue8m0";
+/** The tile-scaled formats, by the names the API gives them. */
+export type TileFormat = "fp8_ds_mla" | "fp8_ds_v4" | "fp8_indexer";
 
 /** Largest finite magnitude of each fp8 format; anything at or beyond it saturates to it. */
 export const FP8_MAX: Readonly<Record<Fp8Format, number>> = { e4m3: 448, e5m2: 57344 };
@@ -26,6 +30,48 @@ export const DS_MLA_FP8 = {
   ropeOffset: 528,
   rowBytes: 656,
 } as const;
+
+/**
+ * DeepSeek V4's paged fp8 layout: a page of P tokens holds P token rows [448 e4m3 | 64 bf16]
+ * (576 bytes each), then P scale words [7 e8m0, one per 64-element tile | 1 pad byte], the page
+ * padded to a multiple of 576 bytes.
+ */
+export const DS_V4_FP8 = {
+  nopeDim: 448,
+  ropeDim: 64,
+  tileSize: 64,
+  tiles: 7,
+  tokenBytes: 576,
+  scaleWordBytes: 8,
+} as const;
+
+/** The indexer's paged K cache: a page of P tokens holds P x 128 e4m3, then P fp32 scales. */
+export const INDEXER_FP8 = { dim: 128, scaleBytes: 4 } as const;
+
+/** Bytes of one DeepSeek V4 page: P x 584 rounded up to a multiple of 576. */
+export function dsV4PageBytes(pageSize: number): number {
+  const used = pageSize * (DS_V4_FP8.tokenBytes + DS_V4_FP8.scaleWordBytes);
+  return Math.ceil(used / DS_V4_FP8.tokenBytes) * DS_V4_FP8.tokenBytes;
+}
+
+/** Bytes of one indexer page: P x 132. */
+export function indexerPageBytes(pageSize: number): number {
+  return pageSize * (INDEXER_FP8.dim + INDEXER_FP8.scaleBytes);
+}
+
+/** The rule each tile-scaled format applies when none is asked for. */
+export const DEFAULT_SCALE_RULE: Readonly<Record<TileFormat, ScaleRule>> = {
+  fp8_ds_mla: "pow2",
+  fp8_ds_v4: "pow2",
+  fp8_indexer: "amax",
+};
+
+/** The rules each tile-scaled format accepts. */
+export const SCALE_RULES: Readonly<Record<TileFormat, readonly ScaleRule[]>> = {
+  fp8_ds_mla: ["pow2", "amax"],
+  fp8_ds_v4: ["pow2"],
+  fp8_indexer: ["amax", "ue8m0"],
+};
 
 // Shared scratch cells, so the conversions below allocate nothing per call.
 const f32Cell = new Float32Array(1);
@@ -177,6 +223,48 @@ function checkScale(scale: number): void {
   }
 }
 
+/** fp32's 1e-4, the floor of the power-of-two rules and of the indexer's amax rule. */
+export const SCALE_FLOOR = Math.fround(1e-4);
+
+/**
+ * The smallest power of two >= v, for a positive finite v: found by stepping an exact power of
+ * two up or down from an estimate until it is the first one not below v.
+ */
+export function ceilPow2(v: number): number {
+  if (!(v > 0) || !Number.isFinite(v)) throw new RangeError(`ceilPow2: ${v} is not positive and finite`);
+  let k = Math.round(Math.log2(v));
+  while (pow2(k) < v) k++;
+  while (pow2(k - 1) >= v) k--;
+  return pow2(k);
+}
+
+/**
+ * The fp32 scale of a tile whose largest finite |x| is `amax`, as the README states each rule:
+ * - ds_mla and ds_v4, `pow2`: 2^ceil(log2(max(amax / 448, 1e-4))), amax / 448 in fp32;
+ * - ds_mla, `amax`: amax / 448 (0 for an all-zero tile);
+ * - indexer, `amax`: max(amax, 1e-4) / 448;
+ * - indexer, `ue8m0`: that, rounded up to a power of two.
+ */
+export function tileScale(format: TileFormat, rule: ScaleRule, amax: number): number {
+  if (!SCALE_RULES[format].includes(rule)) throw new RangeError(`${format} has no ${rule} scale rule`);
+  if (format === "fp8_indexer") {
+    const scale = f32Div(Math.max(amax, SCALE_FLOOR), FP8_MAX.e4m3);
+    return rule === "ue8m0" ? ceilPow2(scale) : scale;
+  }
+  const quotient = f32Div(amax, FP8_MAX.e4m3);
+  return rule === "pow2" ? ceilPow2(Math.max(quotient, SCALE_FLOOR)) : quotient;
+}
+
+/**
+ * One source element stored as e4m3 under a tile scale: x / scale (an fp32 division), or x itself
+ * where the scale is 0 (ds_mla's all-zero tile under the amax rule).
+ */
+function quantizeTileElement(bits: number, source: SourceFormat, scale: number): number {
+  const x = decode16(bits, source);
+  const q = scale === 0 ? x : f32Div(x, scale);
+  return encodeFp8(q, signBit(bits), Number.isNaN(x), "e4m3");
+}
+
 /** The flat fp8 row: nope then rope, each element divided by one shared scale and encoded. */
 export function quantizeFlatRow(
   nope: Uint16Array,
@@ -212,30 +300,79 @@ function ropeToBf16(bits: number, source: SourceFormat): number {
   return source === "bf16" ? bits & 0xffff : f32ToBf16Bits(fp16BitsToF32(bits), (bits >> 15) & 1);
 }
 
+function checkLength(part: string, got: Uint16Array, want: number): void {
+  if (got.length !== want) throw new RangeError(`${part} must have ${want} elements, got ${got.length}`);
+}
+
+/** Each tile of `nope` quantized by its own scale into out[start..], the scales returned. */
+function quantizeTiles(nope: Uint16Array, source: SourceFormat, format: TileFormat, rule: ScaleRule, tileSize: number, out: Uint8Array): number[] {
+  const scales: number[] = [];
+  for (let start = 0; start < nope.length; start += tileSize) {
+    const end = start + tileSize;
+    const scale = tileScale(format, rule, finiteAmax(nope, start, end, source));
+    for (let i = start; i < end; i++) out[i] = quantizeTileElement(nope[i]!, source, scale);
+    scales.push(scale);
+  }
+  return scales;
+}
+
 /**
  * The 656-byte DeepSeek sparse-MLA row: 512 e4m3 nope bytes, four little-endian fp32 tile scales,
- * then 64 little-endian bf16 rope values. Each 128-element tile is scaled by its finite amax / 448
- * so its largest finite value lands on the top e4m3 code. A tile with nothing finite and non-zero
- * gets scale 0 and is encoded unscaled, which keeps zeros, inf (saturated) and NaN meaningful.
+ * then 64 little-endian bf16 rope values. Rule `pow2` (the default) scales each 128-element tile
+ * by a power of two, the smallest not below its finite amax / 448 (at least 2^-13); rule `amax` by
+ * amax / 448 itself, so its largest finite value lands on the top e4m3 code, and a tile with
+ * nothing finite and non-zero gets scale 0 and is encoded unscaled (zeros stay zeros, inf
+ * saturates, NaN stays NaN).
  */
-export function quantizeDsMlaRow(nope: Uint16Array, rope: Uint16Array, source: SourceFormat): Uint8Array {
-  const { nopeDim, ropeDim, tileSize, tiles, scalesOffset, ropeOffset, rowBytes } = DS_MLA_FP8;
-  if (nope.length !== nopeDim) throw new RangeError(`nope must have ${nopeDim} elements, got ${nope.length}`);
-  if (rope.length !== ropeDim) throw new RangeError(`rope must have ${ropeDim} elements, got ${rope.length}`);
+export function quantizeDsMlaRow(nope: Uint16Array, rope: Uint16Array, source: SourceFormat, rule: ScaleRule = "pow2"): Uint8Array {
+  const { nopeDim, ropeDim, tileSize, scalesOffset, ropeOffset, rowBytes } = DS_MLA_FP8;
+  checkLength("nope", nope, nopeDim);
+  checkLength("rope", rope, ropeDim);
   const out = new Uint8Array(rowBytes);
   const view = new DataView(out.buffer);
-  for (let t = 0; t < tiles; t++) {
-    const start = t * tileSize;
-    const end = start + tileSize;
-    const scale = f32Div(finiteAmax(nope, start, end, source), FP8_MAX.e4m3);
-    for (let i = start; i < end; i++) {
-      const bits = nope[i]!;
-      const x = decode16(bits, source);
-      const q = scale === 0 ? x : f32Div(x, scale);
-      out[i] = encodeFp8(q, signBit(bits), Number.isNaN(x), "e4m3");
-    }
-    view.setFloat32(scalesOffset + 4 * t, scale, true);
-  }
+  quantizeTiles(nope, source, "fp8_ds_mla", rule, tileSize, out).forEach((scale, t) => view.setFloat32(scalesOffset + 4 * t, scale, true));
   for (let j = 0; j < ropeDim; j++) view.setUint16(ropeOffset + 2 * j, ropeToBf16(rope[j]!, source), true);
   return out;
+}
+
+/** A DeepSeek V4 token: its 576-byte row and the 7 e8m0 bytes of its scale word (pad not included). */
+export interface DsV4Token {
+  row: Uint8Array;
+  scales: Uint8Array;
+}
+
+/** The e8m0 byte of a power of two 2^k: k + 127. */
+export function e8m0OfPow2(scale: number): number {
+  const k = Math.log2(scale);
+  if (!Number.isInteger(k) || k < -127 || k > 127) throw new RangeError(`${scale} is not a power of two e8m0 holds`);
+  return k + 127;
+}
+
+/**
+ * A DeepSeek V4 token: 448 e4m3 nope bytes (seven 64-element tiles, each by its pow2 scale), 64
+ * little-endian bf16 rope values, and each tile's scale as its e8m0 exponent byte.
+ */
+export function quantizeDsV4Token(nope: Uint16Array, rope: Uint16Array, source: SourceFormat): DsV4Token {
+  const { nopeDim, ropeDim, tileSize, tokenBytes } = DS_V4_FP8;
+  checkLength("nope", nope, nopeDim);
+  checkLength("rope", rope, ropeDim);
+  const row = new Uint8Array(tokenBytes);
+  const scales = Uint8Array.from(quantizeTiles(nope, source, "fp8_ds_v4", "pow2", tileSize, row), e8m0OfPow2);
+  const view = new DataView(row.buffer);
+  for (let j = 0; j < ropeDim; j++) view.setUint16(nopeDim + 2 * j, ropeToBf16(rope[j]!, source), true);
+  return { row, scales };
+}
+
+/** An indexer token: 128 e4m3 values and the fp32 scale they share. */
+export interface IndexerToken {
+  values: Uint8Array;
+  scale: number;
+}
+
+/** An indexer token: one 128-element tile scaled by rule `amax` (the default) or `ue8m0`. */
+export function quantizeIndexerToken(k: Uint16Array, source: SourceFormat, rule: ScaleRule = "amax"): IndexerToken {
+  checkLength("k", k, INDEXER_FP8.dim);
+  const values = new Uint8Array(INDEXER_FP8.dim);
+  const [scale] = quantizeTiles(k, source, "fp8_indexer", rule, INDEXER_FP8.dim, values);
+  return { values, scale: scale! };
 }

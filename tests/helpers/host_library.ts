@@ -10,8 +10,14 @@ import { MLA_KV_ABI_VERSION } from "../../ffi/abi.ts";
 import { SHARED_TMPDIR_ENV } from "./temp_dirs.ts";
 
 const source = `${PACKAGE_ROOT}/tests/ffi/fixtures/host_mla_kv.c`;
-// The fixture includes the header and the library's argument checks.
-const includes = [`${PACKAGE_ROOT}/cuda/include/mla_kv.h`, `${PACKAGE_ROOT}/cuda/checks.h`];
+// What the fixture includes: the header, the library's argument checks, and the conversion rules
+// its quantizing write shares with the kernels.
+const includes = [
+  `${PACKAGE_ROOT}/cuda/include/mla_kv.h`,
+  `${PACKAGE_ROOT}/cuda/checks.h`,
+  `${PACKAGE_ROOT}/cuda/fp8_rules.h`,
+  `${PACKAGE_ROOT}/tests/ffi/fixtures/host_quantize.h`,
+];
 // Keyed by the content of the fixture and what it includes, so runs reuse one build, an edit to
 // any of them rebuilds, and nothing piles up in the temp folder. It lives outside the test run's
 // own temporary folder (tests/setup.ts), which is removed at exit.
