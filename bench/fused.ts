@@ -9,6 +9,7 @@
  */
 import { allocTensor, setMlaKvBuffer, type Stream } from "../mod.ts";
 import { allocScratch } from "../autotune/scratch.ts";
+import { copyLayout } from "../src/layout_key.ts";
 import type { openBenchLibrary } from "./bench_library.ts";
 import { LAYERS, sideBySide, timer } from "./timing.ts";
 
@@ -31,13 +32,17 @@ export interface ReservedSlotRow {
 /** A producer kernel and then the write, per layer, with and without PDL on the write. */
 export function measurePdl(stream: Stream, ref: ReturnType<typeof openBenchLibrary>, ns: readonly number[], onProgress: (n: number) => void): PdlRow[] {
   const maxN = Math.max(...ns);
-  const scratch = allocScratch({ dtype: "bf16", nopeElems: 512, ropeElems: 64, locBytes: 8 }, { layers: LAYERS, maxN });
+  // The bf16 512+64 write is a copy of 1024 + 128 bytes a row; the scratch set times it as bytes.
+  const scratch = allocScratch(copyLayout(1024, 128, 8));
   const inputs = Array.from({ length: LAYERS }, () => allocTensor("bf16", [maxN, 576]));
   try {
     const rows: PdlRow[] = [];
     for (const n of ns) {
       const time = timer(stream, n, 4 * SOURCE_ROW_BYTES);
-      const produce = (l: number) => ref.producer(stream.handle, inputs[l]!.ptr, scratch.nope[l]!.ptr, scratch.rope[l]!.ptr, n);
+      const produce = (l: number) => {
+        const v = scratch.views(l, n);
+        ref.producer(stream.handle, inputs[l]!.ptr, v.kNope.ptr, v.kRope!.ptr, n);
+      };
       const write = (l: number, pdl: boolean) => {
         const v = scratch.views(l, n);
         setMlaKvBuffer(v.cache, v.loc, v.kNope, v.kRope, { stream, pdl });
@@ -61,8 +66,7 @@ export function measurePdl(stream: Stream, ref: ReturnType<typeof openBenchLibra
 
 /** The bf16 write with and without a reserved slot (one that loc may contain, as in an engine). */
 export function measureReservedSlot(stream: Stream, ns: readonly number[], onProgress: (n: number) => void): ReservedSlotRow[] {
-  const maxN = Math.max(...ns);
-  const scratch = allocScratch({ dtype: "bf16", nopeElems: 512, ropeElems: 64, locBytes: 8 }, { layers: LAYERS, maxN });
+  const scratch = allocScratch(copyLayout(1024, 128, 8));
   try {
     const rows: ReservedSlotRow[] = [];
     for (const n of ns) {
