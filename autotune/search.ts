@@ -126,7 +126,7 @@ export function tuneLayoutWithStats(opts: TuneOptions): TuneResult {
       const paths = previous === undefined ? [...opts.paths] : [...opts.paths].sort((a, z) => previous.best(a) - previous.best(z));
       for (const path of paths) {
         const last = previous?.ranked(path)[0];
-        if (path !== "vector" && last !== undefined && farBehind(grid, previous!, path, last)) continue;
+        if (path !== "vector" && last !== undefined && farBehind(grid, previous!, path, last, allowed)) continue;
         let seeds = last === undefined || grid.n < FLAT_FROM_N ? fixedSeeds(path).filter(allowed) : [];
         // A path none of whose fixed seeds may run (only 1-warp TMA fits a 60 KB row) still gets a walk.
         if (seeds.length === 0 && last === undefined) seeds = space.filter((c) => c.path === path).slice(0, 1);
@@ -220,6 +220,13 @@ class BucketGrid {
     return p === undefined ? Infinity : this.get(p);
   }
 
+  /** The fastest launch timed so far, of any path. */
+  leader(): LaunchConfig | undefined {
+    let best: { config: LaunchConfig; us: number } | undefined;
+    for (const v of this.#best.values()) if (best === undefined || v.us < best.us) best = v;
+    return best?.config;
+  }
+
   /** The fastest time of any path. */
   bestOfAll(): number {
     let best = Infinity;
@@ -280,11 +287,22 @@ function behind(grid: BucketGrid, us: number): boolean {
 
 /**
  * True while `path` is clearly out of the running: its best at the previous bucket trailed that
- * bucket's best by more than {@link BEHIND}, and its last winner, timed again here, still does.
+ * bucket's best by more than {@link BEHIND}, and at this n so do its last winner and the path in
+ * the shape of this bucket's leader so far. The second probe matters: a path's last winner goes
+ * stale while it is not walked (a 1-warp winner at n = 1 says nothing about n = 4096), and the
+ * designs' landscapes move alike, so a path that can win is near the leader's shape.
  */
-function farBehind(grid: BucketGrid, previous: BucketGrid, path: Path, last: LaunchConfig): boolean {
+function farBehind(grid: BucketGrid, previous: BucketGrid, path: Path, last: LaunchConfig, allowed: (c: LaunchConfig) => boolean): boolean {
   if (!behind(previous, previous.best(path))) return false;
-  return behind(grid, grid.get(last));
+  if (!behind(grid, grid.get(last))) return false;
+  const leader = grid.leader();
+  if (leader === undefined) return true;
+  const shaped: LaunchConfig = {
+    path,
+    warps: path === "spread" ? 0 : leader.warps === 0 ? 4 : leader.warps,
+    rowsPerWarp: leader.rowsPerWarp,
+  };
+  return !allowed(shaped) || behind(grid, grid.get(shaped));
 }
 
 /** Times the {@link CONFIRM_TOP} fastest launches of each path in reach again. */

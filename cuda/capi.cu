@@ -674,7 +674,9 @@ int32_t mla_kv_check_errors(int32_t device, void* stream, int64_t* out_count, in
     const cudaStream_t s = AsStream(stream);
     const int32_t capturing = RequireNotCapturing(s, "errors cannot be checked");
     if (capturing != MLA_KV_OK) return capturing;
-    OutOfRangeWord* slot = g_errors.FindStreamSlot(device, s);
+    OutOfRangeWord* slot = nullptr;
+    cudaError_t prepared = g_errors.PrepareCheck(device, s, &slot);
+    if (prepared != cudaSuccess) return FailCuda(prepared, "gathering the counts of the graphs launched on the stream");
     if (slot == nullptr) {  // nothing ever wrote on this stream: nothing to report
       MLA_KV_CUDA_CHECK(cudaStreamSynchronize(s));
       return MLA_KV_OK;

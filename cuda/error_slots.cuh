@@ -9,9 +9,10 @@
 //             too. mla_kv_stream_create takes one at once; other streams at their first write.
 //   captures  mla_kv_stream_begin_capture takes a fresh slot for the stream being captured: the
 //             writes captured from it count into that slot, which mla_kv_stream_end_capture hands to
-//             the graph. mla_kv_graph_launch launches the graph and then, when a captured write uses
-//             the graph's slot, one 1-thread kernel on the launch stream that moves the slot's count
-//             into the launch stream's slot, so a replay reports where it ran.
+//             the graph. Its replays count into that slot, and a check of the stream the graph was
+//             last launched on first moves the slot's count into the stream's (a 1-thread kernel on
+//             that stream), so a replay reports where it ran and costs no extra kernel; a launch on
+//             another stream first moves the count so far to the previous stream.
 //   foreign   A write on a stream captured outside this library (cudaStreamBeginCapture called by
 //             the caller) counts into that stream's own slot: the graph keeps that slot's address, so
 //             its replays report on the stream it was captured from, wherever they run, and that
@@ -238,18 +239,21 @@ class ErrorRegistry {
     return StreamSlotLocked(device, stream, out);
   }
 
-  // The stream's slot, or null when it has none (no write on it counted anything).
-  OutOfRangeWord* FindStreamSlot(int device, cudaStream_t stream) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    auto it = streams_.find({device, stream});
-    return it == streams_.end() ? nullptr : it->second;
-  }
-
   // Frees the stream's slot once the work issued on the stream so far has finished. The caller
   // checked that the stream is not being captured.
   cudaError_t Release(int device, cudaStream_t stream) {
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = streams_.find({device, stream});
+    // What graphs last launched here counted was this stream's to report: it goes with the slot.
+    for (auto& [graph, record] : graphs_) {
+      if (record.device != device || !record.launched || record.last_stream != stream) continue;
+      if (it != streams_.end()) {
+        MoveErrorWord<<<1, 1, 0, stream>>>(record.slot, it->second);
+        const cudaError_t e = cudaGetLastError();
+        if (e != cudaSuccess) return e;
+      }
+      record.launched = false;
+    }
     if (it == streams_.end()) return cudaSuccess;
     cudaEvent_t done = nullptr;
     cudaError_t e = cudaEventCreateWithFlags(&done, cudaEventDisableTiming);
@@ -307,42 +311,80 @@ class ErrorRegistry {
     return cudaSuccess;
   }
 
-  // Launches `graph` on `stream`, then moves what its writes counted into the stream's slot.
+  // Launches `graph` on `stream`. Its replays count into the graph's own slot, which a check of
+  // the stream the graph was last launched on gathers (PrepareCheck): no kernel runs beside a
+  // replay, so a replay costs what the graph costs. Only when the graph moves to another stream
+  // does what it counted so far move first, on the previous stream (after that stream's replays),
+  // into that stream's slot, and this launch wait for the move. A launch into a stream that is being
+  // captured moves at once, inside the capture, as that capture's graph cannot be followed later.
   cudaError_t LaunchGraph(int device, cudaGraphExec_t graph, cudaStream_t stream) {
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = graphs_.find(graph);
     if (it == graphs_.end()) return cudaGraphLaunch(graph, stream);
     GraphSlot& record = it->second;
     const bool eager = NotCapturing(stream);
-    // Replays of one graph run in order, but the move after a replay on another stream does not:
-    // this replay waits for it, or the move could take this replay's count to the other stream.
-    if (eager && record.launched && record.last_stream != stream) {
-      cudaError_t e = cudaStreamWaitEvent(stream, record.last_move, 0);
+    if (record.launched && record.last_stream != stream) {
+      OutOfRangeWord* previous = nullptr;
+      cudaError_t e = StreamSlotLocked(device, record.last_stream, &previous);
       if (e != cudaSuccess) return e;
+      MoveErrorWord<<<1, 1, 0, record.last_stream>>>(record.slot, previous);
+      e = cudaGetLastError();
+      if (e == cudaSuccess) e = cudaEventRecord(record.last_move, record.last_stream);
+      if (e == cudaSuccess) e = cudaStreamWaitEvent(stream, record.last_move, 0);
+      if (e != cudaSuccess) return e;
+      record.launched = false;
     }
-    OutOfRangeWord* target = nullptr;
-    cudaError_t e = StreamSlotLocked(device, stream, &target);
-    if (e != cudaSuccess) return e;
-    e = cudaGraphLaunch(graph, stream);
-    if (e != cudaSuccess) return e;
-    MoveErrorWord<<<1, 1, 0, stream>>>(record.slot, target);
-    e = cudaGetLastError();
+    cudaError_t e = cudaGraphLaunch(graph, stream);
     if (e != cudaSuccess) return e;
     if (eager) {
-      e = cudaEventRecord(record.last_move, stream);
-      if (e != cudaSuccess) return e;
       record.launched = true;
       record.last_stream = stream;
+      return cudaSuccess;
+    }
+    OutOfRangeWord* target = nullptr;
+    e = StreamSlotLocked(device, stream, &target);
+    if (e != cudaSuccess) return e;
+    MoveErrorWord<<<1, 1, 0, stream>>>(record.slot, target);
+    return cudaGetLastError();
+  }
+
+  // Before a check of `stream`: moves what graphs last launched on it counted into its slot (on
+  // the stream, after their replays) and gives that slot, or null when nothing ever counted there.
+  cudaError_t PrepareCheck(int device, cudaStream_t stream, OutOfRangeWord** out) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    *out = nullptr;
+    auto own = streams_.find({device, stream});
+    if (own != streams_.end()) *out = own->second;
+    for (auto& [graph, record] : graphs_) {
+      if (record.device != device || !record.launched || record.last_stream != stream) continue;
+      if (*out == nullptr) {
+        const cudaError_t e = StreamSlotLocked(device, stream, out);
+        if (e != cudaSuccess) return e;
+      }
+      MoveErrorWord<<<1, 1, 0, stream>>>(record.slot, *out);
+      const cudaError_t e = cudaGetLastError();
+      if (e != cudaSuccess) return e;
     }
     return cudaSuccess;
   }
 
   // The graph is destroyed: its slot is freed once its last move has run.
+  // What its replays counted and no check gathered yet goes to the stream it last ran on first.
   void ForgetGraph(cudaGraphExec_t graph) {
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = graphs_.find(graph);
     if (it == graphs_.end()) return;
-    devices_[it->second.device].Give(it->second.slot, it->second.last_move);
+    GraphSlot& record = it->second;
+    OutOfRangeWord* target = nullptr;
+    if (record.launched) {
+      if (StreamSlotLocked(record.device, record.last_stream, &target) == cudaSuccess) {
+        MoveErrorWord<<<1, 1, 0, record.last_stream>>>(record.slot, target);
+      }
+      // The slot is reused only after this event: after the last replay, and the move.
+      cudaEventRecord(record.last_move, record.last_stream);
+      cudaGetLastError();  // best effort: the graph is going either way
+    }
+    devices_[record.device].Give(record.slot, record.last_move);
     graphs_.erase(it);
   }
 
@@ -370,7 +412,7 @@ class ErrorRegistry {
   struct GraphSlot {
     int device = 0;
     OutOfRangeWord* slot = nullptr;
-    cudaEvent_t last_move = nullptr;  // recorded after each eager launch's move
+    cudaEvent_t last_move = nullptr;  // recorded after a move to the previous launch stream
     bool launched = false;
     cudaStream_t last_stream = nullptr;
   };
