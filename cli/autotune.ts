@@ -205,7 +205,8 @@ function tuneAndSave(run: Run, task: Task, progressOffset: number) {
       ...deps.tunerFor(gpu.index, job.layout),
       method: run.opts.exhaustive ? "exhaustive" : "search",
       now: deps.now,
-      onProgress: (done, _total, n) => progress.update(progressOffset + done, `${tag}, ${n}`),
+      // A tune whose scratch caps its buckets has fewer than BUCKETS_PER_TUNE; it still fills its share.
+      onProgress: (done, total, n) => progress.update(progressOffset + (done / total) * BUCKETS_PER_TUNE, `${tag}, ${n}`),
     });
     let saved: string | null = null;
     let saveError: string | null = null;

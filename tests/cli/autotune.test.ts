@@ -699,6 +699,17 @@ describe("progress", () => {
     expect(f.stderr.text).not.toContain("\r");
   });
 
+  it("reaches 100% when the scratch memory leaves buckets untuned", () => {
+    const f = fake({ maxBucket: 9 });
+    expect(f.run("--layout", "bf16:512+64")).toBe(0);
+    const lines = f.stderr.text.trimEnd().split("\n");
+    expect(quarters(lines)).toEqual(["25", "50", "75", "100"]);
+    expect(lines.at(-1)).toBe("autotune: 100% (bf16:512+64, i64 loc, n = 512)");
+    const tty = fake({ maxBucket: 9, tty: true });
+    expect(tty.run("--layout", "bf16:512+64", "--loc", "i64")).toBe(0);
+    expect(tty.stderr.text.split("\r\x1b[K").filter((s) => s !== "").at(-1)).toMatch(/^\[#{20}\] 100%/);
+  });
+
   it("is one line redrawn in place on a terminal, cleared before each table", () => {
     const f = fake({ tty: true });
     expect(f.run("--layout", "bf16:512+64", "--loc", "i64")).toBe(0);
