@@ -174,11 +174,11 @@ function runTask(run: Run, task: Task, progressOffset: number): "failed" | { tun
     }
   }
 
+  progress.clear();
   if (opts.json) {
     if (plotted !== null) run.note(`plot: ${plotted}`);
     return { tuned: tuned !== null, ok };
   }
-  progress.clear();
   const lines = [
     `GPU ${gpu.index} ${gpu.name}: ${jobLabel(job)} (${job.key}, ${job.rowBytes} B per row)`,
     layoutTable(layout, job.rowBytes),

@@ -644,6 +644,14 @@ describe("--plot", () => {
       "<title>chosen (what dispatch uses)</title>",
     ]);
   });
+
+  it("with --json names the file on stderr on a line of its own, the progress line taken off first", () => {
+    const file = join(freshDir(), "json.svg");
+    const f = fake({ tty: true });
+    expect(f.run("--layout", "bf16:512+64", "--loc", "i64", "--json", "--plot", file)).toBe(0);
+    expect(f.stderr.text).toContain(`\r\x1b[Kautotune: plot: ${file}\n`);
+    ProfileSchema.parse(JSON.parse(f.stdout.text));
+  });
 });
 
 describe("existing profiles", () => {
