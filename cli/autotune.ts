@@ -174,11 +174,11 @@ function runTask(run: Run, task: Task, progressOffset: number): "failed" | { tun
     }
   }
 
+  progress.clear();
   if (opts.json) {
     if (plotted !== null) run.note(`plot: ${plotted}`);
     return { tuned: tuned !== null, ok };
   }
-  progress.clear();
   const lines = [
     `GPU ${gpu.index} ${gpu.name}: ${jobLabel(job)} (${job.key}, ${job.rowBytes} B per row)`,
     layoutTable(layout, job.rowBytes),
@@ -205,7 +205,8 @@ function tuneAndSave(run: Run, task: Task, progressOffset: number) {
       ...deps.tunerFor(gpu.index, job.layout),
       method: run.opts.exhaustive ? "exhaustive" : "search",
       now: deps.now,
-      onProgress: (done, _total, n) => progress.update(progressOffset + done, `${tag}, ${n}`),
+      // A tune whose scratch caps its buckets has fewer than BUCKETS_PER_TUNE; it still fills its share.
+      onProgress: (done, total, n) => progress.update(progressOffset + (done / total) * BUCKETS_PER_TUNE, `${tag}, ${n}`),
     });
     let saved: string | null = null;
     let saveError: string | null = null;
