@@ -279,6 +279,13 @@ function measureHost(stream: Stream) {
       lib.mla_kv_set_kv_buffer(0, stream.handle, cache.ptr, 1 << 16, 1152, loc.ptr, 8, 1, kNope.ptr, 1024, 1024, kRope.ptr, 128, 128, -1, 1, 4, 1, 1);
     }
   }, drain);
+  // Where the TypeScript layer's time goes: the plan (argument checks) and the choice, without launching.
+  bench.add("plan only", () => {
+    for (let i = 0; i < BATCH; ++i) planSetMlaKvBuffer(cache, loc, kNope, kRope);
+  });
+  bench.add("plan and choice", () => {
+    for (let i = 0; i < BATCH; ++i) chooseLaunchConfig(planSetMlaKvBuffer(cache, loc, kNope, kRope), options);
+  });
   bench.runSync();
   const usPerCall = (task: (typeof bench.tasks)[number]) => {
     const result = task.result as { latency?: { mean: number; p50?: number } };
@@ -286,12 +293,14 @@ function measureHost(stream: Stream) {
   };
   const tsUsPerCall = usPerCall(bench.tasks[0]!);
   const ffiUsPerCall = usPerCall(bench.tasks[1]!);
+  const planUsPerCall = usPerCall(bench.tasks[2]!);
+  const choiceUsPerCall = usPerCall(bench.tasks[3]!);
   const proc = Bun.spawnSync([join(PACKAGE_ROOT, "build", "host_loop"), "200000", "1", "1", "4", "1"]);
   const text = proc.stdout.toString();
   const cCallsPerSecond = Number(/calls_per_second ([0-9.]+)/.exec(text)?.[1] ?? NaN);
   if (!Number.isFinite(cCallsPerSecond)) console.error(`bench: host_loop failed: ${text}${proc.stderr.toString()}`);
   const cUsPerCall = 1e6 / cCallsPerSecond;
-  return { tsUsPerCall, ffiUsPerCall, cUsPerCall, overhead: tsUsPerCall / cUsPerCall };
+  return { tsUsPerCall, ffiUsPerCall, cUsPerCall, planUsPerCall, choiceUsPerCall, overhead: tsUsPerCall / cUsPerCall };
 }
 
 /**
@@ -373,7 +382,7 @@ function printReserved(rows: ReservedSlotRow[]): void {
 }
 
 function printHostAndTuner(host: ReturnType<typeof measureHost>, tuner: ReturnType<typeof measureTuner>): void {
-  console.log(`\nhost, µs per call issued (n = 1, batches of 256): setMlaKvBuffer ${f(host.tsUsPerCall, 3)}, bare bun:ffi call ${f(host.ffiUsPerCall, 3)}, C loop ${f(host.cUsPerCall, 3)}; ${f(host.overhead, 2)} x the C loop`);
+  console.log(`\nhost, µs per call issued (n = 1, batches of 256): setMlaKvBuffer ${f(host.tsUsPerCall, 3)}, bare bun:ffi call ${f(host.ffiUsPerCall, 3)}, C loop ${f(host.cUsPerCall, 3)}; ${f(host.overhead, 2)} x the C loop; of which the plan ${f(host.planUsPerCall, 3)} and plan + choice ${f(host.choiceUsPerCall, 3)}`);
   console.log(`tuner (${tuner.layout}): search ${f(tuner.searchMs / 1000, 2)} s / ${tuner.searchMeasurements} timings, exhaustive ${f(tuner.exhaustiveMs / 1000, 2)} s / ${tuner.exhaustiveMeasurements}; chosen launches re-timed side by side, worst ${f(tuner.worstRatio, 3)}:`);
   for (const r of tuner.rows) console.log(`  n=${String(r.n).padStart(5)}  search ${r.search.padEnd(16)} ${f(r.searchUs).padStart(7)}   exhaustive ${r.exhaustive.padEnd(16)} ${f(r.exhaustiveUs).padStart(7)}   ${f(r.ratio, 3)}`);
 }
