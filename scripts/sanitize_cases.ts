@@ -1,18 +1,22 @@
 #!/usr/bin/env bun
 /**
- * The writes `bun run sanitize` runs under each compute-sanitizer tool: both paths, small and large
- * n, int32 and int64 loc, PDL on and off, padding, the reserved slot and out-of-range loc, a
- * strided source, a graph replay, and the quantizing writes (flat fp8 and ds_mla, whose TMA path
- * stages converted rows in shared memory). Each is checked byte for byte too (a clean sanitizer
+ * The writes `bun run sanitize` runs under each compute-sanitizer tool: every copy path (vector,
+ * specialized, spread and TMA), small and large n, int32 and int64 loc, PDL on and off, padding,
+ * the reserved slot and out-of-range loc, a strided source, a graph replay, and the quantizing
+ * writes (flat fp8 and ds_mla, whose TMA path stages converted rows in shared memory, and the
+ * paged ds_v4 and indexer caches). Each is checked byte for byte too (a clean sanitizer
  * run of a wrong write proves nothing): copies against the plain copy, quantizing writes against
  * the host reference of the conversion. Prints one line: how many writes ran and whether every
  * byte was right.
  */
 import { allocTensor, checkErrors, fromHost, MlaKvError, setMlaKvBuffer, Stream, supportsPath, type Path } from "../mod.ts";
+import { referenceQuantizedWrite } from "../tests/helpers/fp8_cache_reference.ts";
 import { quantizeDsMlaRow, quantizeFlatRow } from "../tests/helpers/fp8_reference.ts";
+import { pageBytes } from "../src/write_format.ts";
 
 const stream = Stream.create(0);
 const paths: Path[] = supportsPath(0, "tma") ? ["vector", "tma"] : ["vector"];
+const copyPaths: Path[] = [...paths, "specialized", "spread"];
 let writes = 0, wrong = 0;
 
 function one(n: number, locDtype: "i32" | "i64", path: Path, pdl: boolean, bad: "none" | "padding" | "out-of-range", strided: boolean): void {
@@ -44,10 +48,10 @@ function one(n: number, locDtype: "i32" | "i64", path: Path, pdl: boolean, bad: 
   if (got.some((v, i) => v !== want[i])) ++wrong;
 }
 
-for (const path of paths)
+for (const path of copyPaths)
   for (const n of [1, 300, 5000])
     for (const locDtype of ["i32", "i64"] as const) one(n, locDtype, path, n !== 300, n === 300 ? "padding" : "none", n === 5000);
-for (const path of paths) one(200, "i64", path, true, "out-of-range", false);
+for (const path of copyPaths) one(200, "i64", path, true, "out-of-range", false);
 
 // A graph replay of a write.
 {
@@ -91,6 +95,31 @@ for (const path of paths) {
     const got = cache.download({ stream }) as Uint8Array;
     if (got.some((v, i) => v !== want[i])) ++wrong;
   }
+}
+
+// The paged caches (vector path): DeepSeek V4 with 64 tokens a page, the indexer with 48.
+for (const [format, nopeElems, ropeElems, pageSize] of [["fp8_ds_v4", 448, 64, 64], ["fp8_indexer", 128, 0, 48]] as const) {
+  const n = 500, pages = 16, capacity = pages * pageSize;
+  const stride = pageBytes(format, pageSize);
+  const width = nopeElems + ropeElems;
+  const src = new Uint16Array(n * width).map((_, i) => ((i * 2654435761) >>> 17) & 0xbfff);
+  const slots = Array.from({ length: n }, (_, i) => (i * 7 + 3) % capacity);
+  slots[1] = -1;
+  slots[2] = 0; // the reserved slot
+  using cache = allocTensor("u8", [pages, stride]);
+  const want = new Uint8Array(pages * stride).fill(0x5a);
+  cache.upload(want, { stream });
+  using kv = fromHost(src, "bf16", [n, width], { stream });
+  using loc = fromHost(Int32Array.from(slots), "i32", [n], { stream });
+  const kRope = ropeElems === 0 ? undefined : kv.narrow(1, nopeElems, ropeElems);
+  setMlaKvBuffer(cache, loc, kv.narrow(1, 0, nopeElems), kRope, { stream, format, pageSize, reservedSlot: 0 });
+  ++writes;
+  referenceQuantizedWrite({
+    format, source: "bf16", cache: want, capacity, cacheRowStride: stride, pageSize, loc: slots,
+    nope: src, nopeStride: width, nopeElems, rope: src.subarray(nopeElems), ropeStride: width, ropeElems, reservedSlot: 0,
+  });
+  const got = cache.download({ stream }) as Uint8Array;
+  if (got.some((v, i) => v !== want[i])) ++wrong;
 }
 
 checkErrors({ stream });
