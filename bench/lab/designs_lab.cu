@@ -146,7 +146,8 @@ struct Variant {
 };
 
 constexpr int kLayers = 8;
-constexpr int64_t kCapacity = 128 * 1024;
+// Slots a layer's cache has; --capacity N changes it (the benchmark's scratch set has 65536).
+static int64_t kCapacity = 128 * 1024;
 
 struct World {
   Layout L;
@@ -272,7 +273,8 @@ static const char* KindName(Kind k) {
 }
 
 int main(int argc, char** argv) {
-  bool quick = false, one_pdl = false;
+  bool quick = false, one_pdl = false, shared = false;
+  const char* only_ns = nullptr;
   const char* one = nullptr;
   const char* csv_path = nullptr;
   int64_t one_n = 1;
@@ -283,14 +285,26 @@ int main(int argc, char** argv) {
     if (!strcmp(argv[i], "--one") && i + 1 < argc) one = argv[++i];
     if (!strcmp(argv[i], "--n") && i + 1 < argc) one_n = atoll(argv[++i]);
     if (!strcmp(argv[i], "--csv") && i + 1 < argc) csv_path = argv[++i];
+    if (!strcmp(argv[i], "--capacity") && i + 1 < argc) kCapacity = atoll(argv[++i]);
+    // --shared: every layer reads layer 0's sources, as the benchmark's scratch set does.
+    if (!strcmp(argv[i], "--shared")) shared = true;
+    if (!strcmp(argv[i], "--ns") && i + 1 < argc) only_ns = argv[++i];
     if (!strcmp(argv[i], "--layout") && i + 1 < argc && !strcmp(argv[i + 1], "u8")) L = {"u8 528+128", 1, 528, 128};
   }
   cudaDeviceProp prop;
   CHECK(cudaGetDeviceProperties(&prop, 0));
   printf("lab: %s, %d SMs, L2 %d MB, layout %s\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20, L.name);
 
-  const std::vector<int64_t> ns = {1, 8, 32, 128, 512, 1024, 2048, 4096, 8192, 16384, 32768};
-  World w{L, ns.back(), {}, {}, {}, {}, {}, nullptr};
+  std::vector<int64_t> ns = {1, 8, 32, 128, 512, 1024, 2048, 4096, 8192, 16384, 32768};
+  if (only_ns != nullptr) {
+    ns.clear();
+    for (const char* c = only_ns; *c;) {
+      ns.push_back(atoll(c));
+      while (*c && *c != ',') ++c;
+      if (*c == ',') ++c;
+    }
+  }
+  World w{L, std::max<int64_t>(ns.back(), 4096), {}, {}, {}, {}, {}, nullptr};
   CHECK(cudaMalloc(&w.errors, sizeof(mla_kv::OutOfRangeWord)));
   CHECK(cudaMemset(w.errors, 0, sizeof(mla_kv::OutOfRangeWord)));
   const int64_t row = L.nope_bytes + L.rope_bytes;
@@ -307,6 +321,9 @@ int main(int argc, char** argv) {
     CHECK(cudaMemcpy(w.loc[l], slots.data(), w.n_max * 8, cudaMemcpyHostToDevice));
     CHECK(cudaMemset(w.nope[l], 0x3c, w.n_max * row));
     CHECK(cudaMemset(w.rope[l], 0x5a, w.n_max * L.rope_bytes));
+  }
+  if (shared) {
+    for (int l = 1; l < kLayers; ++l) w.nope[l] = w.nope[0], w.rope[l] = w.rope[0];
   }
 
   std::vector<Variant> vs;

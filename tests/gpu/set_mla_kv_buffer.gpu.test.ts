@@ -99,12 +99,24 @@ function makeCase(layout: Layout, locDtype: "i32" | "i64", n: number, rng: Rng):
   };
 }
 
-function runAndCompare(c: Case, options: { path: Path; warps: Warps; rowsPerWarp: RowsPerWarp }): string | null {
+function runAndCompare(c: Case, options: { path: Path; warps?: Warps; rowsPerWarp: RowsPerWarp }): string | null {
   poison(c.cache, c.capacity * c.rowBytes);
   setMlaKvBuffer(c.cache, c.loc, c.kNope, c.kRope, options);
   const diff = firstDifference(downloadBytes(c.cache), c.want, c.rowBytes);
-  return diff && `${label(c.layout)} n=${c.n} ${options.path} w${options.warps} r${options.rowsPerWarp}: ${diff}`;
+  return diff && `${label(c.layout)} n=${c.n} ${options.path} w${options.warps ?? "-"} r${options.rowsPerWarp}: ${diff}`;
 }
+
+/**
+ * One row of each size the specialized and spread kernels are compiled for: 1152 (bf16 512+64),
+ * 1024 (bf16 448+64), 656 (u8 528+128), 584 (u8 576+8, 8-byte vectors) and 576 (u8 512+64).
+ */
+const SPECIALIZED_LAYOUTS: Layout[] = [
+  { dtype: "bf16", nope: 512, rope: 64 },
+  { dtype: "bf16", nope: 448, rope: 64 },
+  { dtype: "u8", nope: 528, rope: 128 },
+  { dtype: "u8", nope: 576, rope: 8 },
+  { dtype: "u8", nope: 512, rope: 64 },
+];
 
 describe.skipIf(!gpu.ok)(gpuSuiteName("setMlaKvBuffer"), () => {
   const tma = gpu.ok && supportsPath(0, "tma");
@@ -135,6 +147,38 @@ describe.skipIf(!gpu.ok)(gpuSuiteName("setMlaKvBuffer"), () => {
           checkErrors(0);
           expect(failures).toEqual([]);
           expect(cases).toBe(NS.length * paths.length * WARPS.length);
+        });
+      }
+    }
+  });
+
+  describe("writes every specialized row size byte for byte on the specialized and spread paths", () => {
+    for (const layout of SPECIALIZED_LAYOUTS) {
+      for (const locDtype of ["i32", "i64"] as const) {
+        it(`with ${label(layout)} rows and ${locDtype} loc, at every n, every warp count and rows per warp`, () => {
+          const rng = new Rng(SEED + 31 * layout.nope + layout.rope + (locDtype === "i64" ? 1 : 0));
+          const failures: string[] = [];
+          let cases = 0;
+          for (const n of NS) {
+            const c = makeCase(layout, locDtype, n, rng);
+            try {
+              WARPS.forEach((warps, w) => {
+                const diff = runAndCompare(c, { path: "specialized", warps, rowsPerWarp: ROWS[w % ROWS.length]! });
+                ++cases;
+                if (diff) failures.push(diff);
+              });
+              for (const rowsPerWarp of ROWS) {
+                const diff = runAndCompare(c, { path: "spread", rowsPerWarp });
+                ++cases;
+                if (diff) failures.push(diff);
+              }
+            } finally {
+              c.free();
+            }
+          }
+          checkErrors(0);
+          expect(failures).toEqual([]);
+          expect(cases).toBe(NS.length * (WARPS.length + ROWS.length));
         });
       }
     }
