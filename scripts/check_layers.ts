@@ -13,7 +13,6 @@
 
 import { readdirSync, readFileSync } from "node:fs";
 import { dirname, join, normalize, relative, resolve } from "node:path";
-import ts from "typescript";
 
 /** The layers, lowest first. */
 export const LAYERS = ["ffi", "src", "autotune", "top"] as const;
@@ -35,9 +34,33 @@ export function layerOf(path: string): Layer | null {
 
 const rank = (layer: Layer) => (layer === "users" ? LAYERS.length : LAYERS.indexOf(layer));
 
+// The forms a module names another in: `from "x"` (imports, type imports, re-exports),
+// `import "x"` (side effects), `import("x")` and `require("x")`. Read with patterns rather than a
+// parser so that the check needs no dev dependency and runs wherever the package's tests do.
+const SPECIFIER_PATTERNS = [
+  /\bfrom\s*["']([^"']+)["']/g,
+  /\bimport\s*["']([^"']+)["']/g,
+  /\bimport\s*\(\s*["']([^"']+)["']\s*\)/g,
+  /\brequire\s*\(\s*["']([^"']+)["']\s*\)/g,
+];
+
+/** The source without its comments, so a commented-out import names nothing. */
+function withoutComments(source: string): string {
+  return source.replace(/\/\*[\s\S]*?\*\//g, "").replace(/(^|[^:"'`\\])\/\/.*$/gm, "$1");
+}
+
 /** The module specifiers a source imports: static, re-exports, side-effect, dynamic and require. */
 export function importsOf(source: string): string[] {
-  return ts.preProcessFile(source, true, true).importedFiles.map((f) => f.fileName);
+  const code = withoutComments(source);
+  const found: { at: number; specifier: string }[] = [];
+  for (const pattern of SPECIFIER_PATTERNS) {
+    for (const m of code.matchAll(pattern)) {
+      // An import written inside a string literal ('import("x")' in a message) names nothing.
+      if (/["'`]\s*$/.test(code.slice(0, m.index))) continue;
+      found.push({ at: m.index!, specifier: m[1]! });
+    }
+  }
+  return found.sort((a, z) => a.at - z.at).map((f) => f.specifier);
 }
 
 /** An import that points up a layer. */
