@@ -1,12 +1,11 @@
 // bench_kernels.cu — libmla_kv_bench.so: the reference kernels `bun run bench` times beside the
-// product (the baseline design, the empty-kernel launch floor, and a producer kernel to put in
-// front of the write), behind the same status convention as the main library. Not part of the
+// product (the peers engines already have, the empty-kernel launch floor, and a producer kernel to
+// put in front of the write), behind the same status convention as the main library. Not part of the
 // shipped package.
 #include <cstdint>
 #include <cstdio>
 #include <string>
 
-#include "baseline.cuh"
 #include "peers.cuh"
 #include "producer.cuh"
 
@@ -22,23 +21,6 @@ int32_t Status(cudaError_t e, const char* what) {
 extern "C" {
 
 __attribute__((visibility("default"))) const char* mla_kv_bench_last_error(void) { return t_last_error.c_str(); }
-
-// The seed's design: one CTA of 128 threads per (row, 128-element block), one element a thread.
-// elem_bytes 2 or 1; loc is int64.
-__attribute__((visibility("default"))) int32_t mla_kv_bench_baseline(void* stream, int32_t elem_bytes, void* cache,
-                                                                     int64_t cache_row_stride, const void* loc, int64_t n,
-                                                                     const void* nope, int64_t nope_row_stride,
-                                                                     int64_t nope_bytes, const void* rope,
-                                                                     int64_t rope_row_stride, int64_t rope_bytes) {
-  if ((elem_bytes != 1 && elem_bytes != 2) || n < 0 || !cache || !loc || !nope || !rope) {
-    t_last_error = "mla_kv_bench_baseline: bad argument";
-    return 1;
-  }
-  return Status(mla_kv_bench::BaselineSetKvBuffer(elem_bytes, cache, cache_row_stride, static_cast<const int64_t*>(loc), n,
-                                                  nope, nope_row_stride, nope_bytes, rope, rope_row_stride, rope_bytes,
-                                                  static_cast<cudaStream_t>(stream)),
-                "launch of BaselineSetKvBufferKernel");
-}
 
 // A producer: the kernel before the write in a layer, which finishes kNope [n, 512] and
 // kRope [n, 64] (bf16, contiguous) from x [n, 576]. Here it copies through registers, one thread per

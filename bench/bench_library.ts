@@ -1,8 +1,7 @@
 /**
  * The benchmark's reference kernels (build/libmla_kv_bench.so, built by `bun run build --bench`):
  * the peers engines already have (bench/peers.cuh: the plain warp copy, the seed row design), the
- * baseline design, the empty-kernel launch floor and a producer kernel. Bun-only, like the
- * benchmark.
+ * empty-kernel launch floor and a producer kernel. Bun-only, like the benchmark.
  */
 import { dlopen, FFIType, type Pointer } from "bun:ffi";
 import { existsSync } from "node:fs";
@@ -43,11 +42,6 @@ export function openBenchLibrary() {
       returns: FFIType.i32,
     },
     mla_kv_bench_producer: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.i64], returns: FFIType.i32 },
-    mla_kv_bench_baseline: {
-      args: [FFIType.ptr, FFIType.i32, FFIType.ptr, FFIType.i64, FFIType.ptr, FFIType.i64, FFIType.ptr, FFIType.i64,
-        FFIType.i64, FFIType.ptr, FFIType.i64, FFIType.i64],
-      returns: FFIType.i32,
-    },
   });
   // Device addresses and streams travel as plain numbers; bun:ffi types them as branded Pointers.
   const asPtr = (address: number) => (address === 0 ? null : (address as Pointer));
@@ -72,11 +66,6 @@ export function openBenchLibrary() {
     seedRow(stream: number, pdl: boolean, w: PeerWrite): void {
       check(symbols.mla_kv_bench_seed_row(asPtr(stream), pdl ? 1 : 0, w.elemBytes, asPtr(w.cache), w.cacheRowStride, asPtr(w.loc), w.n,
         asPtr(w.nope), w.nopeRowStride, asPtr(w.rope), w.ropeRowStride), "mla_kv_bench_seed_row");
-    },
-    baseline(stream: number, elemBytes: number, cache: number, cacheRowStride: number, loc: number, n: number,
-      nope: number, nopeRowStride: number, nopeBytes: number, rope: number, ropeRowStride: number, ropeBytes: number): void {
-      check(symbols.mla_kv_bench_baseline(asPtr(stream), elemBytes, asPtr(cache), cacheRowStride, asPtr(loc), n, asPtr(nope),
-        nopeRowStride, nopeBytes, asPtr(rope), ropeRowStride, ropeBytes), "mla_kv_bench_baseline");
     },
   };
 }
