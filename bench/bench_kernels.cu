@@ -77,4 +77,23 @@ __attribute__((visibility("default"))) int32_t mla_kv_bench_seed_row(void* strea
                 "launch of SeedRowKernel");
 }
 
+// One CTA per (row, 128-element chunk) (peers.cuh), elem_bytes 2 or 1, int64 loc; bytes.
+__attribute__((visibility("default"))) int32_t mla_kv_bench_block_per_chunk(void* stream, int32_t pdl, int32_t elem_bytes,
+                                                                            void* cache, int64_t cache_row_stride,
+                                                                            const void* loc, int32_t n, const void* nope,
+                                                                            int64_t nope_row_stride, int32_t nope_bytes,
+                                                                            const void* rope, int64_t rope_row_stride,
+                                                                            int32_t rope_bytes) {
+  if ((elem_bytes != 1 && elem_bytes != 2) || n < 0 || !cache || !loc || !nope || !rope || nope_bytes % elem_bytes != 0 ||
+      rope_bytes % elem_bytes != 0 || cache_row_stride % elem_bytes != 0 || nope_row_stride % elem_bytes != 0 ||
+      rope_row_stride % elem_bytes != 0) {
+    t_last_error = "mla_kv_bench_block_per_chunk: bad argument";
+    return 1;
+  }
+  return Status(mla_kv_bench::BlockPerChunk(elem_bytes, pdl != 0, cache, cache_row_stride, static_cast<const int64_t*>(loc), n,
+                                            nope, nope_row_stride, nope_bytes, rope, rope_row_stride, rope_bytes,
+                                            static_cast<cudaStream_t>(stream)),
+                "launch of BlockPerChunkKernel");
+}
+
 }  // extern "C"

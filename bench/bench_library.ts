@@ -22,6 +22,8 @@ export interface PeerWrite {
   nopeRowStride: number;
   rope: number;
   ropeRowStride: number;
+  /** Bytes of the nope part (the rest of rowBytes is rope). */
+  nopeBytes: number;
 }
 
 export function openBenchLibrary() {
@@ -39,6 +41,11 @@ export function openBenchLibrary() {
     mla_kv_bench_seed_row: {
       args: [FFIType.ptr, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.i64, FFIType.ptr, FFIType.i32, FFIType.ptr, FFIType.i64,
         FFIType.ptr, FFIType.i64],
+      returns: FFIType.i32,
+    },
+    mla_kv_bench_block_per_chunk: {
+      args: [FFIType.ptr, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.i64, FFIType.ptr, FFIType.i32, FFIType.ptr, FFIType.i64,
+        FFIType.i32, FFIType.ptr, FFIType.i64, FFIType.i32],
       returns: FFIType.i32,
     },
     mla_kv_bench_producer: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.i64], returns: FFIType.i32 },
@@ -66,6 +73,12 @@ export function openBenchLibrary() {
     seedRow(stream: number, pdl: boolean, w: PeerWrite): void {
       check(symbols.mla_kv_bench_seed_row(asPtr(stream), pdl ? 1 : 0, w.elemBytes, asPtr(w.cache), w.cacheRowStride, asPtr(w.loc), w.n,
         asPtr(w.nope), w.nopeRowStride, asPtr(w.rope), w.ropeRowStride), "mla_kv_bench_seed_row");
+    },
+    /** One CTA per (row, 128-element chunk), one element a thread. */
+    blockPerChunk(stream: number, pdl: boolean, w: PeerWrite): void {
+      check(symbols.mla_kv_bench_block_per_chunk(asPtr(stream), pdl ? 1 : 0, w.elemBytes, asPtr(w.cache), w.cacheRowStride, asPtr(w.loc),
+        w.n, asPtr(w.nope), w.nopeRowStride, w.nopeBytes, asPtr(w.rope), w.ropeRowStride, w.rowBytes - w.nopeBytes),
+        "mla_kv_bench_block_per_chunk");
     },
   };
 }

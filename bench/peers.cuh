@@ -10,6 +10,9 @@
 //   SeedRowKernel        the seed's improved Triton design: one CTA of 4 warps a row, a block of
 //                        BLOCK = next power of two of the row's elements, each thread BLOCK / 128
 //                        consecutive elements, masked past the row.
+//   BlockPerChunkKernel  the 1D Triton kernel engines started from, which the seed row design
+//                        improved on: one 128-thread CTA per (row, 128-element chunk), one element
+//                        a thread (a 576-element bf16 row is 5 CTAs of 2-byte accesses).
 //   EmptyPdlKernel       the launch floor under PDL: wait, signal, nothing else.
 // Every kernel is correct with and without programmatic dependent launch: griddepcontrol is a
 // no-op when the launch did not ask for it.
@@ -95,6 +98,27 @@ __global__ void SeedRowKernel(uint8_t* cache, int64_t cache_row_stride, const in
   PeerSignal();
 }
 
+// ---- one CTA per 128-element chunk ----------------------------------------------------------------
+
+constexpr int kChunkElems = 128;
+
+// blockIdx.x = row * chunks_per_row + chunk: the 2-D (row, chunk) program grid flattened.
+template <typename T>
+__global__ void BlockPerChunkKernel(T* cache, int64_t cache_row_stride, const int64_t* loc, const T* nope,
+                                    int64_t nope_row_stride, int nope_elems, const T* rope, int64_t rope_row_stride,
+                                    int rope_elems, int chunks_per_row) {
+  PeerWait();
+  const int64_t i = blockIdx.x / chunks_per_row;
+  const int col = static_cast<int>(blockIdx.x % chunks_per_row) * kChunkElems + threadIdx.x;
+  const int64_t slot = loc[i];
+  if (slot >= 0) {
+    T* dst = cache + slot * cache_row_stride;
+    if (col < nope_elems) dst[col] = nope[i * nope_row_stride + col];
+    else if (col < nope_elems + rope_elems) dst[col] = rope[i * rope_row_stride + (col - nope_elems)];
+  }
+  PeerSignal();
+}
+
 __global__ void EmptyPdlKernel() {
   PeerWait();
   PeerSignal();
@@ -163,6 +187,30 @@ inline cudaError_t SeedRow(int elem_bytes, bool pdl, void* cache, int64_t cache_
   if (elem_bytes == 1) {
     return LaunchPeer(SeedRowKernel<1, 528, 128>, n, 128, stream, pdl, c, cache_row_stride, loc, a, nope_row_stride, b,
                       rope_row_stride);
+  }
+  return cudaErrorInvalidValue;
+}
+
+/*!
+ * \brief One CTA per (row, 128-element chunk), elem_bytes 2 (bf16/fp16) or 1 (u8), int64 loc;
+ *        strides and part sizes in bytes.
+ */
+inline cudaError_t BlockPerChunk(int elem_bytes, bool pdl, void* cache, int64_t cache_row_stride, const int64_t* loc,
+                                 int n, const void* nope, int64_t nope_row_stride, int nope_bytes, const void* rope,
+                                 int64_t rope_row_stride, int rope_bytes, cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  const int nope_elems = nope_bytes / elem_bytes, rope_elems = rope_bytes / elem_bytes;
+  const int chunks = (nope_elems + rope_elems + kChunkElems - 1) / kChunkElems;
+  const unsigned grid = static_cast<unsigned>(static_cast<int64_t>(n) * chunks);
+  if (elem_bytes == 2) {
+    return LaunchPeer(BlockPerChunkKernel<uint16_t>, grid, kChunkElems, stream, pdl, static_cast<uint16_t*>(cache),
+                      cache_row_stride / 2, loc, static_cast<const uint16_t*>(nope), nope_row_stride / 2, nope_elems,
+                      static_cast<const uint16_t*>(rope), rope_row_stride / 2, rope_elems, chunks);
+  }
+  if (elem_bytes == 1) {
+    return LaunchPeer(BlockPerChunkKernel<uint8_t>, grid, kChunkElems, stream, pdl, static_cast<uint8_t*>(cache),
+                      cache_row_stride, loc, static_cast<const uint8_t*>(nope), nope_row_stride, nope_elems,
+                      static_cast<const uint8_t*>(rope), rope_row_stride, rope_elems, chunks);
   }
   return cudaErrorInvalidValue;
 }
