@@ -16,8 +16,8 @@ import {
   setMlaKvBuffer,
   Stream,
   wrapDevicePointer,
-  EXPECTED_ABI_VERSION,
 } from "../../mod.ts";
+import { MLA_KV_ABI_VERSION as EXPECTED_ABI_VERSION } from "../../ffi/abi.ts";
 
 function assert(condition: unknown, message: string): asserts condition {
   if (!condition) throw new Error(message);
