@@ -6,7 +6,8 @@
 //   - the row size, the vector width and the vectors a lane carries are template constants, so a
 //     lane's loads are a fixed, fully unrolled sequence with no bounds loop;
 //   - the grid covers n exactly (one warp per ROWS rows), so there is no loop and no loop state;
-//   - row indices are 32-bit (n < 2^31 rows is checked on the host), and with OffT = uint32_t so
+//   - row indices are 32-bit (n < 2^31 is not checked: it follows from memory, as the sources hold
+//     n rows of at least 576 bytes, over 1 TB at 2^31 rows), and with OffT = uint32_t so
 //     are the byte offsets into the cache and the sources, when every extent fits in 32 bits;
 //   - under programmatic dependent launch the kernel lets its dependents launch first thing: they
 //     wait (griddepcontrol.wait) for this grid to complete before they read, so the early signal
@@ -161,7 +162,7 @@ inline bool SpecializedOffsetsFit32(const SetKvBufferParams& p) {
 /*!
  * \brief Launches the specialized path. The caller (capi.cu) validated the arguments and checked
  *        that the row size is specialized, that every address, stride and size is a multiple of
- *        the size's vector width, and that n < 2^31.
+ *        the size's vector width. n < 2^31 follows from memory (see the top of this file).
  * \param loc_bytes  4 (int32 loc) or 8 (int64 loc)
  */
 inline cudaError_t SetKvBufferSpecialized(const SetKvBufferParams& p, int loc_bytes, int warps, int rows, bool pdl,
