@@ -77,6 +77,12 @@ export interface ChosenLibrary {
   readonly library: OpenedLibrary;
   readonly source: CandidateSource;
   readonly reason: string;
+  /**
+   * The hash of the package's CUDA sources the candidates were judged by, for the caller's own
+   * check of the loaded library's build id (so the sources are hashed once per load); null when
+   * no build id was compared: MLA_KV_LIBRARY is set, or there are no CUDA sources.
+   */
+  readonly sourceHash: string | null;
 }
 
 /** What one candidate turned out to be. */
@@ -115,7 +121,7 @@ export function openLibrary(adapter: LibraryAdapter, options: OpenLibraryOptions
   }
   if (chosen !== undefined) {
     const verdict = verdicts.get(chosen) as Extract<Verdict, { kind: "loaded" }>;
-    return { library: verdict.library, source: chosen.source, reason: choiceReason(chosen, verdicts, sourceHash) };
+    return { library: verdict.library, source: chosen.source, reason: choiceReason(chosen, verdicts, sourceHash), sourceHash };
   }
 
   const tried = candidates.map((c) => `  - ${c.path} (${SOURCE_LABEL[c.source]}): ${describeVerdict(verdicts.get(c)!, sourceHash)}`);
@@ -142,6 +148,7 @@ function openExplicit(adapter: LibraryAdapter, candidate: LibraryCandidate, plat
       library: verdict.library,
       source: candidate.source,
       reason: "MLA_KV_LIBRARY is set, so that library is the only one used, as it is (its build id is not compared with this package's sources)",
+      sourceHash: null,
     };
   }
   throw new MlaKvError(

@@ -10,12 +10,9 @@
 
 import { MlaKvError, type MlaKvErrorCode } from "./errors.ts";
 import { envFlag } from "./environment.ts";
-import { join } from "node:path";
 import { buildIdMismatch } from "./build_id.ts";
 import { diagnoseNoDevice, permissionError } from "./diagnose.ts";
 import { openLibrary, type CandidateSource } from "./find_library.ts";
-import { PACKAGE_ROOT } from "./package_root.ts";
-import { cudaSourceHash } from "./source_hash.ts";
 import type { LibraryAdapter, OpenedLibrary } from "./library_adapter.ts";
 import { MLA_KV_ABI_VERSION } from "./abi.ts";
 import { MLA_KV_SYMBOLS, type ArgKind, type MlaKvSymbols, type SymbolName } from "./symbols.ts";
@@ -74,7 +71,7 @@ export function loadLibrary(): LoadedLibrary {
 }
 
 function openChecked(adapter: LibraryAdapter): LoadedLibrary {
-  const { library: opened, source, reason } = openLibrary(adapter);
+  const { library: opened, source, reason, sourceHash } = openLibrary(adapter);
   const abiVersion = opened.symbols.mla_kv_abi_version();
   if (abiVersion !== EXPECTED_ABI_VERSION) {
     opened.close();
@@ -85,10 +82,11 @@ function openChecked(adapter: LibraryAdapter): LoadedLibrary {
     );
   }
   // The package's own library (not one named by MLA_KV_LIBRARY) must come from its own sources:
-  // the choice read that from the file, and the library itself must say the same.
+  // the choice read that from the file, and the library itself must say the same (checked against
+  // the hash the choice used, so the sources are hashed once per load).
   const buildId = opened.symbols.mla_kv_build_id();
   if (source !== "MLA_KV_LIBRARY") {
-    const mismatch = buildIdMismatch(opened.path, buildId, cudaSourceHash(join(PACKAGE_ROOT, "cuda")));
+    const mismatch = buildIdMismatch(opened.path, buildId, sourceHash);
     if (mismatch !== null) {
       opened.close();
       throw new MlaKvError("ABI_MISMATCH", mismatch);
