@@ -31,7 +31,6 @@ import { check, native } from "../ffi/native.ts";
 import { startFailure } from "../ffi/diagnose.ts";
 import { PACKAGE_ROOT } from "../ffi/package_root.ts";
 import { allocScratch, type Scratch } from "../autotune/scratch.ts";
-import { timeGraphPerCall } from "../autotune/graph_timer.ts";
 import { EXIT, exitStatusHelp, parseFlags, UsageError } from "../cli/usage.ts";
 import { createMeasurer } from "../autotune/measure.ts";
 import { tuneOnDevice } from "../autotune/tune.ts";
@@ -42,9 +41,8 @@ import { renderLinePlot } from "../cli/svg_plot.ts";
 import { openBenchLibrary, type PeerWrite } from "./bench_library.ts";
 import { measurePdl, measureReservedSlot, type PdlRow, type ReservedSlotRow } from "./fused.ts";
 import { measureFp8, type Fp8Row } from "./fused_fp8.ts";
+import { LAYERS, ROUNDS, sideBySide, timer } from "./timing.ts";
 
-const LAYERS = 8;
-const ROUNDS = 3;
 const NS = [1, 8, 32, 128, 512, 1024, 2048, 4096, 8192, 16384, 32768];
 const QUICK_NS = [1, 128, 4096, 16384];
 const LAYOUTS = {
@@ -141,9 +139,11 @@ function main(): number {
       // One discarded pass at the first n: the first timings of a run meet the GPU's clocks in
       // another state than the rest (every variant, the empty kernel too, 10-20 % faster), and
       // the variants do not gain alike, so the first row's ratios would measure the clock.
-      measureN(ns[0]!, scratch, stream, ref, L.elemBytes, L.nopeBytes, rowBytes, copySrc.map((t) => t.ptr), copyDst.map((t) => t.ptr));
+      const srcPtrs = copySrc.map((t) => t.ptr), dstPtrs = copyDst.map((t) => t.ptr);
+      const measure = (n: number) => measureN(n, scratch, stream, ref, L.elemBytes, L.nopeBytes, rowBytes, srcPtrs, dstPtrs);
+      measure(ns[0]!);
       for (const n of ns.filter((n) => n <= maxN)) {
-        results[L.name]!.push(measureN(n, scratch, stream, ref, L.elemBytes, L.nopeBytes, rowBytes, copySrc.map((t) => t.ptr), copyDst.map((t) => t.ptr)));
+        results[L.name]!.push(measure(n));
         process.stderr.write(`\rbench: ${L.name} n=${n}        `);
       }
       process.stderr.write("\n");
@@ -198,8 +198,7 @@ function main(): number {
 
 function measureN(n: number, s: Scratch, stream: Stream, ref: ReturnType<typeof openBenchLibrary>,
   elemBytes: number, nopeBytes: number, rowBytes: number, copySrc: number[], copyDst: number[]): Row {
-  const time = (launch: (layer: number) => void, expectUs = 1 + (n * rowBytes * 2) / 2.5e6) =>
-    timeGraphPerCall(stream, LAYERS, launch, { expectUs }).us;
+  const time = timer(stream, n, 2 * rowBytes);
   const views = Array.from({ length: LAYERS }, (_, layer) => s.views(layer, n));
   const peerWrites: PeerWrite[] = views.map((v) => ({
     rowBytes, elemBytes, cache: v.cache.ptr, cacheRowStride: rowBytes, loc: v.loc.ptr, n,
@@ -219,48 +218,50 @@ function measureN(n: number, s: Scratch, stream: Stream, ref: ReturnType<typeof 
   // without it the default write would be timed on the built-in rule on a GPU with no profile.
   write(true)(0);
   stream.synchronize();
-  const variants: Record<string, () => number> = {
-    default: () => time(write(true)),
-    defaultNoPdl: () => time(write(false)),
-    empty: () => time(() => ref.empty(stream.handle, true), 1),
-    emptyNoPdl: () => time(() => ref.empty(stream.handle, false), 1),
-    memcpy: () => time((layer) => check(native().mla_kv_memcpy_dtod(0, copyDst[layer]!, copySrc[layer]!, n * rowBytes, stream.handle), "memcpy")),
-  };
-  for (const p of PEERS) {
-    variants[`${p}:pdl`] = () => time(peer(p, true));
-    variants[`${p}:off`] = () => time(peer(p, false));
-  }
+  const empty = timer(stream, 0, 0);
+  const peerVariants = Object.fromEntries(PEERS.flatMap((p) => [
+    [`${p}:pdl`, time(peer(p, true))],
+    [`${p}:off`, time(peer(p, false))],
+  ])) as Record<`${Peer}:${"pdl" | "off"}`, () => number>;
   // The GPU's own pace drifts over a run, so every variant is timed in each round, interleaved,
   // and keeps its best: the ratios then compare designs, not moments.
-  const best: Record<string, number> = {};
-  for (let round = 0; round < ROUNDS; ++round) {
-    for (const [k, f] of Object.entries(variants)) best[k] = Math.min(best[k] ?? Infinity, f());
-  }
-  const peers = Object.fromEntries(PEERS.map((p) => [p, best[`${p}:pdl`]!])) as Record<Peer, number>;
-  const peersNoPdl = Object.fromEntries(PEERS.map((p) => [p, best[`${p}:off`]!])) as Record<Peer, number>;
+  const best = sideBySide({
+    default: time(write(true)),
+    defaultNoPdl: time(write(false)),
+    empty: empty(() => ref.empty(stream.handle, true)),
+    emptyNoPdl: empty(() => ref.empty(stream.handle, false)),
+    memcpy: time((layer) => check(native().mla_kv_memcpy_dtod(0, copyDst[layer]!, copySrc[layer]!, n * rowBytes, stream.handle), "memcpy")),
+    ...peerVariants,
+  });
+  const peers = Object.fromEntries(PEERS.map((p) => [p, best[`${p}:pdl`]])) as Record<Peer, number>;
+  const peersNoPdl = Object.fromEntries(PEERS.map((p) => [p, best[`${p}:off`]])) as Record<Peer, number>;
   const fastest = (r: Record<Peer, number>) => PEERS.reduce((a, b) => (r[b] < r[a] ? b : a));
   const bestPeer = fastest(peers), bestPeerNoPdl = fastest(peersNoPdl);
-  const chosen = chosenLaunch(views[0]!, stream);
+  const chosen = chosenLaunch(s, n, stream);
   return {
     n,
-    default: best.default!,
-    defaultNoPdl: best.defaultNoPdl!,
+    default: best.default,
+    defaultNoPdl: best.defaultNoPdl,
     peers,
     peersNoPdl,
     bestPeer,
     bestPeerNoPdl,
-    ratio_to_best_peer: best.default! / peers[bestPeer],
-    ratio_to_best_peer_no_pdl: best.defaultNoPdl! / peersNoPdl[bestPeerNoPdl],
-    empty: best.empty!,
-    emptyNoPdl: best.emptyNoPdl!,
-    memcpy: best.memcpy!,
+    ratio_to_best_peer: best.default / peers[bestPeer],
+    ratio_to_best_peer_no_pdl: best.defaultNoPdl / peersNoPdl[bestPeerNoPdl],
+    empty: best.empty,
+    emptyNoPdl: best.emptyNoPdl,
+    memcpy: best.memcpy,
     chosen,
   };
 }
 
 /** The launch dispatch makes for this write, as `path wWrR`: the write's own chooser, so one rule. */
-function chosenLaunch(v: ReturnType<Scratch["views"]>, stream: Stream): string {
-  const c = chooseLaunchConfig(planSetMlaKvBuffer(v.cache, v.loc, v.kNope, v.kRope), { stream });
+function chosenLaunch(s: Scratch, n: number, stream: Stream): string {
+  return launchName(chooseLaunchConfig(s.plan(0, n), { stream }));
+}
+
+/** A launch as `path wWrR`. */
+function launchName(c: { path: string; warps: number; rowsPerWarp: number }): string {
   return `${c.path} w${c.warps}r${c.rowsPerWarp}`;
 }
 
@@ -326,7 +327,6 @@ function measureTuner() {
     const t1 = performance.now();
     const exhaustive = tuneOnDevice(0, layout, { method: "exhaustive", measureWith: measurer.measure });
     const t2 = performance.now();
-    const name = (c: { path: string; warps: number; rowsPerWarp: number }) => `${c.path} w${c.warps}r${c.rowsPerWarp}`;
     const rows = search.profile.buckets.map((b, i) => {
       const s = b.ranked[0]!, e = exhaustive.profile.buckets[i]!.ranked[0]!;
       let searchUs = Infinity, exhaustiveUs = Infinity;
@@ -334,7 +334,7 @@ function measureTuner() {
         searchUs = Math.min(searchUs, measurer.measure(s, b.n));
         exhaustiveUs = Math.min(exhaustiveUs, measurer.measure(e, b.n));
       }
-      return { n: b.n, search: name(s), exhaustive: name(e), searchUs, exhaustiveUs, ratio: searchUs / exhaustiveUs };
+      return { n: b.n, search: launchName(s), exhaustive: launchName(e), searchUs, exhaustiveUs, ratio: searchUs / exhaustiveUs };
     });
     return {
       layout: "bf16 512+64, i64 loc, PDL as the writes use it",

@@ -7,12 +7,12 @@ import type { Stream } from "../mod.ts";
 import { timeGraphPerCall } from "../autotune/graph_timer.ts";
 
 export const LAYERS = 8;
-const ROUNDS = 3;
+export const ROUNDS = 3;
 
-/** Times each variant `ROUNDS` times, interleaved, and keeps each one's best. */
-export function sideBySide<K extends string>(variants: Record<K, () => number>): Record<K, number> {
+/** Times each variant `rounds` times, interleaved, and keeps each one's best. */
+export function sideBySide<K extends string>(variants: Record<K, () => number>, rounds = ROUNDS): Record<K, number> {
   const best = Object.fromEntries(Object.keys(variants).map((k) => [k, Infinity])) as Record<K, number>;
-  for (let round = 0; round < ROUNDS; ++round) {
+  for (let round = 0; round < rounds; ++round) {
     for (const k of Object.keys(variants) as K[]) best[k] = Math.min(best[k], variants[k]());
   }
   return best;
