@@ -20,9 +20,9 @@ export const SASS_ARCHS = ["75", "80", "86", "89", "90a", "100a", "103a", "120"]
 /** PTX is embedded for the newest portable target, so an unknown future GPU can still JIT it. */
 export const PTX_ARCH = "120";
 /** What a full build costs, said before it starts (measured on this project's CI machine). */
-export const FULL_BUILD_TIME = "about 6-7 minutes on 2 cores for all 8 architectures";
+const FULL_BUILD_TIME = "about 6-7 minutes on 2 cores for all 8 architectures";
 
-export const USAGE = `usage: bun run build [--bench] [--force] [--help]
+const USAGE = `usage: bun run build [--bench] [--force] [--help]
 
 Compiles cuda/ into build/libmla_kv.so with nvcc (12.8 or newer; 12.9 or newer for sm_103a, which
 the full build includes). A library already built from the same sources for the same
@@ -111,6 +111,9 @@ export function logSummary(log: string, path: string): string {
   return `ptxas: ${spills} function${spills === 1 ? " spills" : "s spill"} registers, ${warnings} other warning${warnings === 1 ? "" : "s"}; nvcc's whole output is in ${path}`;
 }
 
+/** A path as the build's messages show it: relative to the working directory. */
+const shownPath = (path: string) => relative(process.cwd(), path) || path;
+
 function describeTargets(t: BuildTargets): string {
   return `${t.archs.map((a) => `sm_${a}`).join(", ")}${t.ptx ? ` + compute_${t.ptx} PTX` : ""}`;
 }
@@ -140,7 +143,7 @@ function main(argv: readonly string[]): number {
   // build (bundled ones included) is used by every rebuild of it, and by nothing else.
   const sourceHash = cudaSourceHash(cudaDir)!;
   const buildId = makeBuildId(sourceHash, targets.archs);
-  const shown = relative(process.cwd(), output) || output;
+  const shown = shownPath(output);
 
   if (!argv.includes("--force") && existsSync(output) && embeddedBuildId(output, sourceHash) === buildId) {
     console.log(`build: ${shown} is up to date (${buildId}); --force rebuilds it`);
@@ -182,7 +185,7 @@ function compile(nvcc: string, targets: BuildTargets, buildId: string): number {
   const run = Bun.spawnSync(args, { stdout: "pipe", stderr: "pipe" });
   const log = `$ ${args.join(" ")}\n${run.stdout.toString()}${run.stderr.toString()}`;
   writeFileSync(logFile, log);
-  const shownLog = relative(process.cwd(), logFile) || logFile;
+  const shownLog = shownPath(logFile);
   if (run.exitCode !== 0) {
     rmSync(tmp, { force: true });
     const errors = log.split("\n").filter((l) => /error/i.test(l)).slice(0, 20);
@@ -192,7 +195,7 @@ function compile(nvcc: string, targets: BuildTargets, buildId: string): number {
   // Rename into place so a process that has the old library open never sees a half-written file.
   renameSync(tmp, output);
   console.log(`build: ${logSummary(log, shownLog)}`);
-  console.log(`build: ${relative(process.cwd(), output) || output} (${buildId}) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  console.log(`build: ${shownPath(output)} (${buildId}) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   return 0;
 }
 

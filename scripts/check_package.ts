@@ -19,11 +19,12 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync,
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { tarballPath } from "./pack.ts";
 
 const root = resolve(import.meta.dir, "..");
 const { values } = parseArgs({ options: { deps: { type: "string" }, keep: { type: "boolean", default: false } }, strict: true });
 const manifest = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
-const tarball = join(root, `mla-kv-${manifest.version}.tgz`);
+const tarball = tarballPath();
 if (!existsSync(tarball)) {
   console.error(`check_package: ${tarball} is missing; run \`bun run pack\` first`);
   process.exit(1);

@@ -14,6 +14,7 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { PREBUILT_LIBRARY, tarballPath } from "./pack.ts";
 
 /** What the build produced, as the README's figures measure it; absent: not checked. */
 export interface BuildFacts {
@@ -77,10 +78,8 @@ export function readmeDrift(readme: string, facts: BuildFacts): string[] {
 function main(): number {
   const { values } = parseArgs({ options: { "bun-pass": { type: "string" }, "ci-pass": { type: "string" } }, strict: true });
   const root = resolve(import.meta.dir, "..");
-  const version = JSON.parse(readFileSync(join(root, "package.json"), "utf8")).version as string;
-  const library = join(root, "prebuilt", "linux-x64", "libmla_kv.so");
-  const tarball = join(root, `mla-kv-${version}.tgz`);
-  for (const file of [library, tarball]) {
+  const tarball = tarballPath();
+  for (const file of [PREBUILT_LIBRARY, tarball]) {
     if (!existsSync(file)) {
       console.error(`check_readme: ${file} is missing; run \`bun run pack\` first`);
       return 1;
@@ -88,7 +87,7 @@ function main(): number {
   }
   const count = (v: string | undefined) => (v === undefined ? undefined : Number(v));
   const facts: BuildFacts = {
-    libraryBytes: statSync(library).size,
+    libraryBytes: statSync(PREBUILT_LIBRARY).size,
     tarballBytes: statSync(tarball).size,
     bunPass: count(values["bun-pass"]),
     ciPass: count(values["ci-pass"]),

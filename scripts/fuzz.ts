@@ -35,7 +35,7 @@ import {
 import { allocTensor } from "../src/tensor.ts";
 import { dtypeBytes } from "../src/dtypes.ts";
 import { Random } from "../autotune/random.ts";
-import { EXIT, exitStatusHelp, firstLine, parseFlags, UsageError } from "../cli/usage.ts";
+import { EXIT, exitStatusHelp, parseFlags, UsageError } from "../cli/usage.ts";
 
 const HELP = `Usage: bun run fuzz [--cases N] [--seed N] [--max-n N]
 

@@ -13,12 +13,21 @@
  *   4. `bun pm pack`.
  */
 import { copyFileSync, mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { buildIdArchs, embeddedBuildId } from "../ffi/build_id.ts";
 import { cudaSourceHash } from "../ffi/source_hash.ts";
 import { SASS_ARCHS } from "./build.ts";
 
 const root = resolve(import.meta.dir, "..");
+
+/** Where the packed library goes, so installing needs no CUDA toolkit. */
+export const PREBUILT_LIBRARY = join(root, "prebuilt", "linux-x64", "libmla_kv.so");
+
+/** The tarball `bun pm pack` writes: mla-kv-<version>.tgz at the package root. */
+export function tarballPath(): string {
+  const version = JSON.parse(readFileSync(join(root, "package.json"), "utf8")).version as string;
+  return join(root, `mla-kv-${version}.tgz`);
+}
 
 function run(args: string[], env: Record<string, string | undefined> = process.env): void {
   const p = Bun.spawnSync(args, { cwd: root, env, stdout: "inherit", stderr: "inherit" });
@@ -54,16 +63,14 @@ function main(): number {
     console.error(`pack: not packing: ${refusal}`);
     return 1;
   }
-  const dir = join(root, "prebuilt", "linux-x64");
-  mkdirSync(dir, { recursive: true });
-  copyFileSync(built, join(dir, "libmla_kv.so"));
+  mkdirSync(dirname(PREBUILT_LIBRARY), { recursive: true });
+  copyFileSync(built, PREBUILT_LIBRARY);
 
   rmSync(join(root, "dist"), { recursive: true, force: true });
   run(["bun", "x", "tsc", "-p", "tsconfig.build.json"]);
   run(["bun", "pm", "pack"]);
 
-  const version = JSON.parse(readFileSync(join(root, "package.json"), "utf8")).version as string;
-  const tarball = join(root, `mla-kv-${version}.tgz`);
+  const tarball = tarballPath();
   console.log(`pack: ${tarball}: ${megabytes(statSync(tarball).size)} packed; the library ${megabytes(statSync(built).size)}`);
   return 0;
 }
