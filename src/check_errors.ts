@@ -14,8 +14,6 @@ import { checkStreamErrors } from "./error_slots.ts";
 import { Stream, streamHandleFor } from "./stream.ts";
 import { validateDevice, validateOptionKeys } from "./validate.ts";
 
-export { outOfRangeMessage } from "./error_slots.ts";
-
 /** Which stream {@link checkErrors} checks. */
 export interface CheckErrorsOptions {
   /** The device; default: the stream's, else 0. */
@@ -50,8 +48,8 @@ export function checkErrors(target: number | CheckErrorsOptions = {}): void {
   if (typeof target === "number") {
     device = validateDevice(target, "device");
   } else {
+    // Never undefined: `target` defaults to {}, and an object comes back as it went in.
     const opts = validateOptionKeys(target, "options", ["device", "stream"]);
-    if (opts === undefined) throw invalidArgument("options", `expected a device index or { device?, stream? }, got ${describeValue(target)}`);
     const stream = opts.stream as Stream | undefined;
     if (stream !== undefined && !(stream instanceof Stream)) {
       throw invalidArgument("options.stream", `expected a Stream, got ${describeValue(stream)}`);

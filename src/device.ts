@@ -19,7 +19,7 @@ import {
   MLA_KV_PROP_TOTAL_MEMORY,
 } from "../ffi/abi.ts";
 import type { DeviceFacts } from "./eligibility.ts";
-import type { Path } from "./vocabulary.ts";
+import { PATHS, type Path } from "./vocabulary.ts";
 import { describeValue, invalidArgument, MlaKvError } from "../ffi/errors.ts";
 import { validateDevice } from "./validate.ts";
 
@@ -137,7 +137,7 @@ const supportCache = new Map<string, boolean>();
 export function supportsPath(device: number, path: Path): boolean {
   const code = Object.hasOwn(MLA_KV_PATH_CODES, path) ? MLA_KV_PATH_CODES[path] : undefined;
   if (code === undefined) {
-    throw invalidArgument("path", `expected one of ${Object.keys(MLA_KV_PATH_CODES).map((p) => `"${p}"`).join(", ")}, got ${describeValue(path)}`);
+    throw invalidArgument("path", `expected one of ${PATHS.map((p) => `"${p}"`).join(", ")}, got ${describeValue(path)}`);
   }
   const key = `${device}:${path}`;
   const cached = supportCache.get(key);

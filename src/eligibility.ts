@@ -55,6 +55,60 @@ export function alignmentOf(values: readonly number[]): 1 | 2 | 4 | 8 | 16 {
   return bits % 16 === 0 ? 16 : bits % 8 === 0 ? 8 : bits % 4 === 0 ? 4 : bits % 2 === 0 ? 2 : 1;
 }
 
+/** The row sizes with specialized kernels, as {@link blocker} lists them (SPECIALIZED_ROW_BYTES is frozen). */
+const SPECIALIZED_ROW_SIZES = Object.keys(SPECIALIZED_ROW_BYTES).join(", ");
+
+/** What {@link blocker} returns for a refusal when it is not asked why: no message is built. */
+const BLOCKED = "blocked";
+
+/**
+ * The rules, written once: null when `config` can run this write on this GPU, else the reason
+ * when `explain` is true and {@link BLOCKED} when it is false (the hot path only asks whether).
+ */
+function blocker(config: LaunchConfig, device: DeviceFacts, write: WriteGeometry, explain: boolean): string | null {
+  switch (config.path) {
+    case "vector":
+      return config.warps === 0 ? "the vector path needs warps 1, 2, 4, 8 or 16" : null;
+    case "tma": {
+      if (device.ccMajor < 9) return explain ? `the TMA path needs sm_90 or newer; this GPU is sm_${device.ccMajor}x` : BLOCKED;
+      if (isPaged(write.format)) return explain ? `the TMA path writes whole rows; a ${write.format} page is not one` : BLOCKED;
+      if (write.alignment < 16) {
+        if (!explain) return BLOCKED;
+        const what = isQuantized(write.format) ? "the cache address, its row stride and the row size" : "every address, row stride and row size";
+        return `the TMA path needs ${what} to be multiples of 16 bytes; this write is aligned to ${write.alignment}`;
+      }
+      if (config.warps === 0) return "the TMA path needs warps 1, 2, 4, 8 or 16";
+      const smem = tmaSharedBytes(config.warps, write.rowBytes);
+      if (smem > device.smemPerBlockOptin) {
+        return explain
+          ? `the TMA path would stage ${smem} bytes of shared memory per block (${config.warps} warps x ${TMA_STAGES} rows of ${write.rowBytes} bytes); the device allows ${device.smemPerBlockOptin}`
+          : BLOCKED;
+      }
+      return null;
+    }
+    case "specialized":
+    case "spread": {
+      if (write.format !== "copy") return explain ? `the ${config.path} path copies rows; a ${write.format} write converts them` : BLOCKED;
+      const width = SPECIALIZED_ROW_BYTES[write.rowBytes];
+      if (width === undefined) {
+        return explain ? `the ${config.path} path has kernels for rows of ${SPECIALIZED_ROW_SIZES} bytes; this row has ${write.rowBytes}` : BLOCKED;
+      }
+      if (write.alignment < width) {
+        return explain
+          ? `the ${config.path} path for ${write.rowBytes}-byte rows needs every address, row stride and row size to be multiples of ${width} bytes; this write is aligned to ${write.alignment}`
+          : BLOCKED;
+      }
+      if (config.path === "spread" && config.warps !== 0) {
+        return explain
+          ? `the spread path sizes its blocks by the row (${spreadWarps(write.rowBytes)} warps for ${write.rowBytes} bytes); pass warps 0, not ${config.warps}`
+          : BLOCKED;
+      }
+      if (config.path === "specialized" && config.warps === 0) return "the specialized path needs warps 1, 2, 4, 8 or 16";
+      return null;
+    }
+  }
+}
+
 /**
  * Why `config` cannot run this write on this GPU, or null when it can. The rules, exactly as the
  * library checks them:
@@ -66,45 +120,12 @@ export function alignmentOf(values: readonly number[]): 1 | 2 | 4 | 8 | 16 {
  * - `spread`: as specialized, with warps 0: its blocks are as wide as the row ({@link spreadWarps}).
  */
 export function pathBlocker(config: LaunchConfig, device: DeviceFacts, write: WriteGeometry): string | null {
-  switch (config.path) {
-    case "vector":
-      return config.warps === 0 ? "the vector path needs warps 1, 2, 4, 8 or 16" : null;
-    case "tma": {
-      if (device.ccMajor < 9) return `the TMA path needs sm_90 or newer; this GPU is sm_${device.ccMajor}x`;
-      if (isPaged(write.format)) return `the TMA path writes whole rows; a ${write.format} page is not one`;
-      if (write.alignment < 16) {
-        const what = isQuantized(write.format) ? "the cache address, its row stride and the row size" : "every address, row stride and row size";
-        return `the TMA path needs ${what} to be multiples of 16 bytes; this write is aligned to ${write.alignment}`;
-      }
-      if (config.warps === 0) return "the TMA path needs warps 1, 2, 4, 8 or 16";
-      const smem = tmaSharedBytes(config.warps, write.rowBytes);
-      if (smem > device.smemPerBlockOptin) {
-        return `the TMA path would stage ${smem} bytes of shared memory per block (${config.warps} warps x ${TMA_STAGES} rows of ${write.rowBytes} bytes); the device allows ${device.smemPerBlockOptin}`;
-      }
-      return null;
-    }
-    case "specialized":
-    case "spread": {
-      if (write.format !== "copy") return `the ${config.path} path copies rows; a ${write.format} write converts them`;
-      const width = SPECIALIZED_ROW_BYTES[write.rowBytes];
-      if (width === undefined) {
-        return `the ${config.path} path has kernels for rows of ${Object.keys(SPECIALIZED_ROW_BYTES).join(", ")} bytes; this row has ${write.rowBytes}`;
-      }
-      if (write.alignment < width) {
-        return `the ${config.path} path for ${write.rowBytes}-byte rows needs every address, row stride and row size to be multiples of ${width} bytes; this write is aligned to ${write.alignment}`;
-      }
-      if (config.path === "spread" && config.warps !== 0) {
-        return `the spread path sizes its blocks by the row (${spreadWarps(write.rowBytes)} warps for ${write.rowBytes} bytes); pass warps 0, not ${config.warps}`;
-      }
-      if (config.path === "specialized" && config.warps === 0) return "the specialized path needs warps 1, 2, 4, 8 or 16";
-      return null;
-    }
-  }
+  return blocker(config, device, write, true);
 }
 
-/** True when `config` can run this write on this GPU. */
+/** True when `config` can run this write on this GPU ({@link pathBlocker}'s rules, no message built). */
 export function pathMayRun(config: LaunchConfig, device: DeviceFacts, write: WriteGeometry): boolean {
-  return pathBlocker(config, device, write) === null;
+  return blocker(config, device, write, false) === null;
 }
 
 /** The paths that can run this write with some launch shape, in {@link Path} order. */

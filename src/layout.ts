@@ -16,12 +16,13 @@ import { alignmentOf, type WriteGeometry } from "./eligibility.ts";
 import { describeValue, invalidArgument, MlaKvError } from "../ffi/errors.ts";
 import type { WriteLayout } from "./layout_key.ts";
 import { DeviceTensor } from "./tensor.ts";
-import { validateDevice } from "./validate.ts";
+import { validateDevice, validateRequestedFormat } from "./validate.ts";
 import {
   FORMAT_SCALE_RULES,
   isPaged,
   isQuantized,
-  REQUESTED_FORMATS,
+  PAGED_FORMATS,
+  type PagedFormat,
   type QuantizedFormat,
   type RequestedFormat,
   type ScaleRule,
@@ -68,6 +69,9 @@ export interface PlanOptions {
 }
 
 const ROW_DTYPE_NAMES = "bf16, fp16, u8, fp8_e4m3 or fp8_e5m2";
+/** "fp8_ds_v4, fp8_indexer" and "fp8_ds_mla, fp8_ds_v4, fp8_indexer", for the refusals of a page size and a scale rule. */
+const PAGED_FORMAT_NAMES = PAGED_FORMATS.join(", ");
+const TILE_SCALED_FORMAT_NAMES = Object.keys(FORMAT_SCALE_RULES).join(", ");
 const WRITABLE: ReadonlySet<DType> = new Set<DType>(["bf16", "fp16", "u8", "fp8_e4m3", "fp8_e5m2"]);
 
 function shapeText(tensor: DeviceTensor): string {
@@ -253,8 +257,8 @@ export function planSetMlaKvBuffer(
   let capacity: number;
   let cacheRowStrideBytes: number;
   if (isPaged(format)) {
-    ({ capacity, cacheRowStrideBytes } = cachePages(cache, format as "fp8_ds_v4" | "fp8_indexer", pageSize));
-    checkQuantizedShapes(format as QuantizedFormat, nopeRows.width, ropeRows.width);
+    ({ capacity, cacheRowStrideBytes } = cachePages(cache, format, pageSize));
+    checkQuantizedShapes(format, nopeRows.width, ropeRows.width);
   } else {
     const rows = cacheRows(cache);
     capacity = rows.capacity;
@@ -314,9 +318,7 @@ export function planSetMlaKvBuffer(
 
 /** The write's format from the dtypes and what was asked for. */
 function writeFormatOf(cacheDtype: DType, sourceDtype: DType, requested: RequestedFormat | undefined): WriteFormat {
-  if (requested !== undefined && !REQUESTED_FORMATS.includes(requested)) {
-    throw invalidArgument("options.format", `expected one of ${REQUESTED_FORMATS.map((f) => `"${f}"`).join(", ")}, got ${describeValue(requested)}`);
-  }
+  if (requested !== undefined) validateRequestedFormat(requested, "options.format");
   const fp8Cache = cacheDtype === "fp8_e4m3" || cacheDtype === "fp8_e5m2";
   const wideSources = sourceDtype === "bf16" || sourceDtype === "fp16";
   if (requested === "fp8_ds_mla" || requested === "fp8_ds_v4" || requested === "fp8_indexer") {
@@ -379,7 +381,7 @@ function checkQuantizedShapes(format: QuantizedFormat, nopeWidth: number, ropeWi
 /** The page size a paged format needs (given, a whole number >= 1), or 0 for a row format. */
 function pageSizeFor(format: WriteFormat, pageSize: number | undefined): number {
   if (!isPaged(format)) {
-    if (pageSize !== undefined) throw invalidArgument("options.pageSize", `only the paged formats (fp8_ds_v4, fp8_indexer) take a page size; this write is ${format}`);
+    if (pageSize !== undefined) throw invalidArgument("options.pageSize", `only the paged formats (${PAGED_FORMAT_NAMES}) take a page size; this write is ${format}`);
     return 0;
   }
   if (pageSize === undefined) throw invalidArgument("options.pageSize", `a ${format} cache is made of pages; pass the tokens a page (e.g. 64)`);
@@ -390,7 +392,7 @@ function pageSizeFor(format: WriteFormat, pageSize: number | undefined): number 
 function scaleRuleFor(format: WriteFormat, rule: ScaleRule | undefined): ScaleRule | null {
   const rules = isQuantized(format) ? FORMAT_SCALE_RULES[format] : undefined;
   if (rules === undefined) {
-    if (rule !== undefined) throw invalidArgument("options.scaleRule", `only the tile-scaled formats (fp8_ds_mla, fp8_ds_v4, fp8_indexer) take a scale rule; this write is ${format}`);
+    if (rule !== undefined) throw invalidArgument("options.scaleRule", `only the tile-scaled formats (${TILE_SCALED_FORMAT_NAMES}) take a scale rule; this write is ${format}`);
     return null;
   }
   if (rule === undefined) return rules[0];
@@ -401,7 +403,7 @@ function scaleRuleFor(format: WriteFormat, rule: ScaleRule | undefined): ScaleRu
 }
 
 /** A paged cache read as pages: [pages, pageBytes] or [pages, 1, pageBytes] of bytes. */
-function cachePages(cache: DeviceTensor, format: "fp8_ds_v4" | "fp8_indexer", pageSize: number): { capacity: number; cacheRowStrideBytes: number } {
+function cachePages(cache: DeviceTensor, format: PagedFormat, pageSize: number): { capacity: number; cacheRowStrideBytes: number } {
   const rows = cacheRows(cache);
   const needed = pageBytes(format, pageSize);
   const widthBytes = rows.width * DTYPES[cache.dtype].bytes;

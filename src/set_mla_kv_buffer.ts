@@ -8,16 +8,15 @@ import { describeValue, invalidArgument, MlaKvError } from "../ffi/errors.ts";
 import { deviceFacts, deviceInfo, requireSupportedArchitecture } from "./device.ts";
 import { choose, entryFor } from "./dispatch.ts";
 import { tableFor } from "./dispatch_tables.ts";
-import { pathBlocker, pathMayRun } from "./eligibility.ts";
+import { pathBlocker, pathMayRun, type DeviceFacts } from "./eligibility.ts";
 import { launchWrite } from "./launch.ts";
 import { planSetMlaKvBuffer, type PlanOptions, type SetMlaKvBufferPlan } from "./layout.ts";
 import { captureInProgress, recordCapturedUses } from "./capture.ts";
 import { Stream, streamHandleFor } from "./stream.ts";
 import type { DeviceTensor } from "./tensor.ts";
-import { isPlainObject, validateDevice } from "./validate.ts";
+import { isPlainObject, validateDevice, validateRequestedFormat } from "./validate.ts";
 import {
   PATHS,
-  REQUESTED_FORMATS,
   ROWS_PER_WARP,
   SCALE_RULES,
   WARPS,
@@ -165,10 +164,7 @@ function readOptions(options: unknown): ReadOptions {
         read.reservedSlot = validateReservedSlot(value, "options.reservedSlot");
         break;
       case "format":
-        if (typeof value !== "string" || !(REQUESTED_FORMATS as readonly string[]).includes(value)) {
-          throw invalidArgument("options.format", `expected one of ${quoted(REQUESTED_FORMATS)}, got ${describeValue(value)}`);
-        }
-        read.format = value as RequestedFormat;
+        read.format = validateRequestedFormat(value, "options.format");
         break;
       case "pageSize":
         if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 1) {
@@ -219,7 +215,7 @@ function chooseConfig(plan: SetMlaKvBufferPlan, opts: ReadOptions): LaunchConfig
     if (opts.path === "spread" && opts.warps !== undefined) {
       throw invalidArgument("options.warps", "the spread path sizes its blocks by the row; it takes no warps");
     }
-    refuseBlocked(config, plan);
+    refuseBlocked(config, plan, facts);
     return config;
   }
   const table = tableFor(plan.device, plan, opts.stream);
@@ -235,9 +231,9 @@ function chooseConfig(plan: SetMlaKvBufferPlan, opts: ReadOptions): LaunchConfig
   return shaped(choose(table, plan.n, (c) => pathMayRun(shaped(c), facts, plan)));
 }
 
-/** Throws UNSUPPORTED, naming the reason, when a forced launch cannot run this write. */
-function refuseBlocked(config: LaunchConfig, plan: SetMlaKvBufferPlan): void {
-  const why = pathBlocker(config, deviceFacts(plan.device), plan);
+/** Throws UNSUPPORTED, naming the reason, when a forced launch cannot run this write on `facts`' GPU. */
+function refuseBlocked(config: LaunchConfig, plan: SetMlaKvBufferPlan, facts: DeviceFacts): void {
+  const why = pathBlocker(config, facts, plan);
   if (why === null) return;
   const info = deviceInfo(plan.device);
   throw new MlaKvError("UNSUPPORTED", `options.path "${config.path}": ${why} (device ${plan.device}, ${info.name}). Use path "auto".`, "options.path");

@@ -23,9 +23,6 @@ function validateCallback(fn: unknown, argument: string): asserts fn is () => un
   if (typeof fn !== "function") throw invalidArgument(argument, `expected a function, got ${describeValue(fn)}`);
 }
 
-/** True while a {@link Stream.capture} is in progress on this thread (first-use tuning waits then). */
-export { captureInProgress } from "./capture.ts";
-
 /**
  * A CUDA stream on one device. Work issued on one stream runs in order; mla-kv never
  * synchronises behind the caller's back, so results are visible to the host only after

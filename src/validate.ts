@@ -10,6 +10,7 @@
 
 import { DTYPES, isDType, type DType } from "./dtypes.ts";
 import { describeValue, invalidArgument } from "../ffi/errors.ts";
+import { REQUESTED_FORMATS, type RequestedFormat } from "./vocabulary.ts";
 
 /** The largest device index the C ABI can carry (int32). */
 const MAX_DEVICE = 0x7fffffff;
@@ -139,6 +140,8 @@ export function isPlainObject(value: unknown): value is Record<string, unknown> 
  * are refused rather than ignored: a misspelt `rowPerWarp` that is silently dropped is a
  * performance bug nobody finds.
  */
+export function validateOptionKeys(value: object, argument: string, allowed: readonly string[]): Record<string, unknown>;
+export function validateOptionKeys(value: unknown, argument: string, allowed: readonly string[]): Record<string, unknown> | undefined;
 export function validateOptionKeys(value: unknown, argument: string, allowed: readonly string[]): Record<string, unknown> | undefined {
   if (value === undefined) return undefined;
   if (!isPlainObject(value)) {
@@ -150,4 +153,15 @@ export function validateOptionKeys(value: unknown, argument: string, allowed: re
     }
   }
   return value as Record<string, unknown>;
+}
+
+/** The formats {@link validateRequestedFormat} names, quoted. */
+const REQUESTED_FORMAT_NAMES = REQUESTED_FORMATS.map((f) => `"${f}"`).join(", ");
+
+/** Accepts what `options.format` may be: one of {@link REQUESTED_FORMATS}. */
+export function validateRequestedFormat(value: unknown, argument: string): RequestedFormat {
+  if (!(REQUESTED_FORMATS as readonly unknown[]).includes(value)) {
+    throw invalidArgument(argument, `expected one of ${REQUESTED_FORMAT_NAMES}, got ${describeValue(value)}`);
+  }
+  return value as RequestedFormat;
 }

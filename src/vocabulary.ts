@@ -65,7 +65,8 @@ export type WriteFormat = "copy" | QuantizedFormat;
 export const WRITE_FORMATS: readonly [WriteFormat, ...WriteFormat[]] = Object.freeze(["copy", ...QUANTIZED_FORMATS]);
 
 /** The formats whose cache is pages of several tokens (slot s: page s / pageSize, token s % pageSize). */
-export const PAGED_FORMATS: readonly QuantizedFormat[] = Object.freeze(["fp8_ds_v4", "fp8_indexer"] as const);
+export type PagedFormat = "fp8_ds_v4" | "fp8_indexer";
+export const PAGED_FORMATS: readonly PagedFormat[] = Object.freeze(["fp8_ds_v4", "fp8_indexer"] as const);
 
 /**
  * What a caller may pass as `options.format`: `"fp8"` is the flat fp8 of the cache's own dtype
@@ -94,9 +95,9 @@ export function isQuantized(format: WriteFormat | undefined): format is Quantize
   return format !== undefined && format !== "copy";
 }
 
-/** True for the formats whose cache is made of pages. */
-export function isPaged(format: WriteFormat | undefined): boolean {
-  return format === "fp8_ds_v4" || format === "fp8_indexer";
+/** True for the formats whose cache is made of pages ({@link PAGED_FORMATS}). */
+export function isPaged(format: WriteFormat | undefined): format is PagedFormat {
+  return (PAGED_FORMATS as readonly (WriteFormat | undefined)[]).includes(format);
 }
 
 // ---- batch-size buckets ---------------------------------------------------------------------------

@@ -15,7 +15,7 @@
  * @module
  */
 
-import type { QuantizedFormat, WriteFormat } from "./vocabulary.ts";
+import type { PagedFormat, QuantizedFormat, WriteFormat } from "./vocabulary.ts";
 
 /** The DeepSeek V3.2 sparse-MLA fp8 row, in elements and bytes. */
 export const DS_MLA = Object.freeze({ nopeElems: 512, ropeElems: 64, tileElems: 128, scalesOffset: 512, ropeOffset: 528, rowBytes: 656 });
@@ -66,7 +66,7 @@ export function formatRowBytes(format: WriteFormat, nopeBytes: number, ropeBytes
 }
 
 /** Bytes a page of `pageSize` tokens of a paged format takes (its row stride must be at least this). */
-export function pageBytes(format: "fp8_ds_v4" | "fp8_indexer", pageSize: number): number {
+export function pageBytes(format: PagedFormat, pageSize: number): number {
   if (format === "fp8_indexer") return pageSize * (INDEXER.valueBytes + INDEXER.scaleBytes);
   const bytes = pageSize * (DS_V4.tokenRowBytes + DS_V4.scaleWordBytes);
   return Math.ceil(bytes / DS_V4.pageAlignment) * DS_V4.pageAlignment;

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "bun:test";
-import { checkErrors, outOfRangeMessage } from "../../src/check_errors.ts";
+import { checkErrors } from "../../src/check_errors.ts";
+import { outOfRangeMessage } from "../../src/error_slots.ts";
 import { MlaKvError } from "../../ffi/errors.ts";
 import { Stream } from "../../src/stream.ts";
 import { thrown } from "../helpers/thrown.ts";
