@@ -116,6 +116,42 @@ export function layoutOfSpec(spec: LayoutSpec, locBytes: 4 | 8): WriteLayout {
   };
 }
 
+/** The loc widths (bytes) `loc` names, i32 first; undefined when it is not "i32", "i64" or "both". */
+export function locWidths(loc: unknown): Array<4 | 8> | undefined {
+  return loc === "i32" ? [4] : loc === "i64" ? [8] : loc === "both" ? [4, 8] : undefined;
+}
+
+/** One distinct layout of a tune, and the specs written with it. */
+export interface SpecLayout {
+  readonly key: string;
+  readonly layout: WriteLayout;
+  /** The specs written with this layout, in order (repeats included); complete once the iteration ends. */
+  readonly specs: LayoutSpec[];
+}
+
+/**
+ * The distinct layouts of `specs` written with each of `locs` (every spec with the first loc, then
+ * with the next), one per layout key, in the order first met. Lazy: each next one is worked out
+ * only when asked for.
+ */
+export function* specLayouts(specs: readonly LayoutSpec[], locs: readonly (4 | 8)[]): Generator<SpecLayout, void, undefined> {
+  const seen = new Map<string, SpecLayout>();
+  for (const locBytes of locs) {
+    for (const spec of specs) {
+      const layout = layoutOfSpec(spec, locBytes);
+      const key = layoutKey(layout);
+      const met = seen.get(key);
+      if (met !== undefined) {
+        met.specs.push(spec);
+        continue;
+      }
+      const entry: SpecLayout = { key, layout, specs: [spec] };
+      seen.set(key, entry);
+      yield entry;
+    }
+  }
+}
+
 /** Options of {@link autotune}. */
 export interface AutotuneOptions {
   /** CUDA device; default 0. */
@@ -169,32 +205,28 @@ export function autotune(options: AutotuneOptions): AutotuneOutcome[] {
     }
   });
   const loc = options.loc ?? "both";
-  if (loc !== "i32" && loc !== "i64" && loc !== "both") throw new MlaKvError("INVALID_ARGUMENT", `options.loc: expected "i32", "i64" or "both", got ${String(loc)}`, "options.loc");
-  const locs: (4 | 8)[] = loc === "i32" ? [4] : loc === "i64" ? [8] : [4, 8];
+  const locs = locWidths(loc);
+  if (locs === undefined) throw new MlaKvError("INVALID_ARGUMENT", `options.loc: expected "i32", "i64" or "both", got ${String(loc)}`, "options.loc");
   const identity = gpuIdentity(device);
-  const env = { ...process.env, MLA_KV_AUTOTUNE: "1" };
+  // One reading of the environment for every layout of the call.
+  const env = { ...process.env };
   const outcomes: AutotuneOutcome[] = [];
-  const seen = new Set<string>();
-  for (const locBytes of locs) {
-    for (const spec of specs) {
-      const layout = layoutOfSpec(spec, locBytes);
-      const key = layoutKey(layout);
-      if (seen.has(key)) continue;
-      seen.add(key);
-      const result = defaultLookup.getOrTune({
-        identity,
-        layoutKey: key,
-        env,
-        force: options.force === true,
-        ...(options.warn === undefined ? {} : { warn: options.warn }),
-        tune: () =>
-          tuneOnDevice(device, layout, {
-            ...(options.method === undefined ? {} : { method: options.method }),
-            onProgress: (done, total, label) => options.onProgress?.({ layoutKey: key, done, total, label }),
-          }).profile,
-      });
-      outcomes.push({ layoutKey: key, source: result.source, profile: result.layout, path: result.path, ...(result.persisted === undefined ? {} : { persisted: result.persisted }) });
-    }
+  for (const { key, layout } of specLayouts(specs, locs)) {
+    const result = defaultLookup.getOrTune({
+      identity,
+      layoutKey: key,
+      env,
+      // Asked for, so tuned even with MLA_KV_AUTOTUNE=0.
+      explicit: true,
+      force: options.force === true,
+      ...(options.warn === undefined ? {} : { warn: options.warn }),
+      tune: () =>
+        tuneOnDevice(device, layout, {
+          ...(options.method === undefined ? {} : { method: options.method }),
+          onProgress: (done, total, label) => options.onProgress?.({ layoutKey: key, done, total, label }),
+        }).profile,
+    });
+    outcomes.push({ layoutKey: key, source: result.source, profile: result.layout, path: result.path, ...(result.persisted === undefined ? {} : { persisted: result.persisted }) });
   }
   // Tables handed out before this call (the built-in rule, say) must not outlive the new profiles.
   clearTables();

@@ -10,9 +10,6 @@ import { libraryInfo } from "../ffi/native.ts";
 import { PACKAGE_VERSION } from "../ffi/package_root.ts";
 import type { GpuIdentity } from "./profile.ts";
 
-/** This package's version, as stamped into profiles. */
-export { PACKAGE_VERSION };
-
 export function gpuIdentity(device: number): GpuIdentity {
   const info = deviceInfo(device);
   return {

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { envFlag, envNumber, type Env, type Warn } from "../ffi/environment.ts";
 import { PACKAGE_ROOT } from "../ffi/package_root.ts";
 import { cacheDir, profilePath } from "./cache_dir.ts";
-import { LockTimeoutError, LockUnusableError, withLock } from "./lock.ts";
+import { LockTimeoutError, LockUnusableError, withLock, type LockOptions } from "./lock.ts";
 import {
   LayoutKeySchema,
   LayoutProfileSchema,
@@ -56,6 +56,11 @@ export interface GetOrTuneOptions extends LookupRequest {
    * Defaults to DEFAULT_TUNE_LOCK, with timeoutMs from MLA_KV_TUNE_WAIT_MS when that is set.
    */
   tuneLock?: { timeoutMs: number; staleMs: number };
+  /**
+   * The caller asked for this tune (autotune()): tune when no profile answers even when
+   * MLA_KV_AUTOTUNE turns first-use tuning off (it is not read). Still under the tune lock.
+   */
+  explicit?: boolean;
   /**
    * Tune even when a profile answers, and even when MLA_KV_AUTOTUNE turns first-use tuning off:
    * an explicit request (autotune(), `bun run autotune --force`). Still under the tune lock.
@@ -138,8 +143,8 @@ export class ProfileLookup {
   }
 
   /**
-   * The lookup, then, when nothing answered and tuning is allowed (canTune and MLA_KV_AUTOTUNE),
-   * a tune. Processes of the same identity tuning the same layout take turns on a lock, and a
+   * The lookup, then, when nothing answered and tuning is allowed (canTune, and MLA_KV_AUTOTUNE
+   * or `explicit`), a tune. Processes of the same identity tuning the same layout take turns on a lock, and a
    * waiter re-reads the file first, so one GPU model is tuned once, not once per process.
    * Throws only when `tune` throws or returns something that is not a valid LayoutProfile.
    */
@@ -150,7 +155,7 @@ export class ProfileLookup {
     const canTune = opts.canTune ?? true;
     const lockOpts = opts.tuneLock ?? { ...DEFAULT_TUNE_LOCK, timeoutMs: this.#tuneWaitMs(env, warn) };
     if (opts.force === true && canTune) return this.#tuneUnderLock(opts.identity, key, env, warn, opts.tune, lockOpts, true);
-    const enabled = autotuneEnabled(env, this.#onceVia(warn));
+    const enabled = opts.explicit === true || autotuneEnabled(env, this.#onceVia(warn));
     const found = this.#lookup(opts.identity, key, env, warn, canTune && enabled);
     if (found.layout !== null) return found;
     if (!canTune) return { ...found, why: "cannot-tune" };
@@ -267,21 +272,11 @@ export class ProfileLookup {
       return { source: "tuned", layout, path, persisted: written.ok };
     };
 
-    // No dir means no lock file; the write will fail too and say why.
-    if (ensureDir(dir) !== null) return run();
-
     const lockTarget = tuneLockTarget(path, key);
     // Once waited out, the same holder is not waited for again (another device of this identity,
     // say): one try, which still takes the lock over if its holder has died since.
     const wait = this.#gaveUp.has(lockTarget) ? { ...lockOpts, timeoutMs: 0 } : lockOpts;
-    let entered = false;
-    try {
-      return withLock(lockTarget, wait, () => {
-        entered = true;
-        return run();
-      });
-    } catch (e) {
-      if (entered) throw e;
+    return withTuneLock(dir, lockTarget, wait, run, (e) => {
       // Any other failure to lock (an unwritable lock file, say) is no reason not to tune; one
       // that will fail every time (something that is not a lock file at its path) is said once.
       if (!(e instanceof LockTimeoutError)) {
@@ -300,7 +295,7 @@ export class ProfileLookup {
           `using the built-in rule in this process (its profile will be read on the next start)`,
       );
       return { source: "none", layout: null, path, why: "tune-lock-timeout" };
-    }
+    });
   }
 
   #bundledFor(identity: GpuIdentity, id: string): BundledEntry[] {
@@ -338,6 +333,26 @@ export class ProfileLookup {
 /** What processes tuning one layout of one identity lock (the lock file is this plus ".lock"). */
 export function tuneLockTarget(profileFile: string, layoutKey: string): string {
   return `${profileFile.replace(/\.json$/, "")}.${layoutKey.replace(/[^A-Za-z0-9]+/g, "_")}.tune`;
+}
+
+/**
+ * Runs `fn` holding the tune lock `lockTarget` (see {@link tuneLockTarget}), made in `dir`. Without
+ * `dir` (it cannot be made) there is no lock file, and `fn` runs unlocked: what it saves there
+ * fails too and says why. An error thrown inside `fn` is rethrown; a failure to take the lock
+ * (a timeout, an unusable lock file) goes to `onLockFailure`, whose result is returned.
+ */
+export function withTuneLock<T>(dir: string, lockTarget: string, wait: LockOptions, fn: () => T, onLockFailure: (error: unknown) => T): T {
+  if (ensureDir(dir) !== null) return fn();
+  let entered = false;
+  try {
+    return withLock(lockTarget, wait, () => {
+      entered = true;
+      return fn();
+    });
+  } catch (e) {
+    if (entered) throw e;
+    return onLockFailure(e);
+  }
 }
 
 function checkedKey(key: string): string {

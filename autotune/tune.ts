@@ -7,7 +7,7 @@ import { pathMayRun, runnablePaths } from "../src/eligibility.ts";
 import { layoutGeometry, type WriteLayout } from "../src/layout_key.ts";
 import { bucketOf, PATHS, type LaunchConfig } from "../src/vocabulary.ts";
 import { createMeasurer, type MeasurerOptions } from "./measure.ts";
-import { tuneLayoutWithStats, type MeasureFn, type TuneMethod, type TuneResult } from "./search.ts";
+import { tuneLayoutWithStats, type MeasureFn, type TuneMethod, type TuneOptions, type TuneResult } from "./search.ts";
 
 export interface TuneRequest {
   method?: TuneMethod;
@@ -31,23 +31,39 @@ export function tuningSpace(device: number, layout: WriteLayout): { paths: Retur
   return { paths: runnablePaths(PATHS, facts, geometry), allowed: (c) => pathMayRun(c, facts, geometry) };
 }
 
+/** What a tune of one layout on one GPU runs on: the timing, the designs that can run, PDL, buckets. */
+export type DeviceTuner = Pick<TuneOptions, "measure" | "paths" | "allowed" | "pdl" | "maxBucket"> & {
+  /** Frees the scratch buffers and stream the timing runs on. */
+  free(): void;
+};
+
+/**
+ * The tuner of `layout` on `device`: its space, and a measurer on scratch buffers sized from the
+ * memory free now (buckets past the largest n they hold are not tuned). Free it when done.
+ */
+export function deviceTuner(device: number, layout: WriteLayout, options?: MeasurerOptions): DeviceTuner {
+  const { paths, allowed } = tuningSpace(device, layout);
+  const measurer = createMeasurer(device, layout, options);
+  return {
+    measure: measurer.measure,
+    paths,
+    allowed,
+    pdl: measurer.pdl,
+    maxBucket: bucketOf(measurer.scratch.maxN),
+    free: () => measurer.free(),
+  };
+}
+
 /** Tunes `layout` on `device`. Buckets past the largest n the free memory allows are not tuned. */
 export function tuneOnDevice(device: number, layout: WriteLayout, request: TuneRequest = {}): TuneResult {
-  const { paths, allowed } = tuningSpace(device, layout);
   if (request.measureWith !== undefined) {
+    const { paths, allowed } = tuningSpace(device, layout);
     return tuneLayoutWithStats({ ...request, measure: request.measureWith, paths, allowed, pdl: request.measure?.pdl ?? true });
   }
-  const measurer = createMeasurer(device, layout, request.measure);
+  const { free, ...tuner } = deviceTuner(device, layout, request.measure);
   try {
-    return tuneLayoutWithStats({
-      ...request,
-      measure: measurer.measure,
-      paths,
-      allowed,
-      pdl: measurer.pdl,
-      maxBucket: bucketOf(measurer.scratch.maxN),
-    });
+    return tuneLayoutWithStats({ ...request, ...tuner });
   } finally {
-    measurer.free();
+    free();
   }
 }

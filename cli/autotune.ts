@@ -14,7 +14,7 @@ import { identityKey, makeProfile, type GpuIdentity, type LayoutProfile, type Pr
 import { tuneLayoutWithStats, type TuneStats } from "../autotune/search.ts";
 import { BUCKET_COUNT } from "../src/vocabulary.ts";
 import { autotuneHelp, parseCli, type CliOptions } from "./autotune_flags.ts";
-import { createGpuDeps, noGpu, type GpuInfo, type GpuSide, type NoGpus } from "./autotune_gpu.ts";
+import { createGpuDeps, type GpuInfo, type GpuSide, type NoGpus } from "./autotune_gpu.ts";
 import { chooseGpus, jobLabel, layoutJobs, type LayoutJob } from "./autotune_plan.ts";
 import { plotFile, plotLayout } from "./autotune_plot.ts";
 import { layoutTable, Progress, seconds, winnersLine, type Writer } from "./autotune_report.ts";
@@ -240,8 +240,8 @@ export function main(argv: readonly string[], program = "bun run autotune"): num
   } catch {
     // runAutotune reports it.
   }
-  // Help and bad flags need no GPU, and must not wait for one.
-  const gpu = parsed === null || parsed.help ? noGpu("not needed") : createGpuDeps();
+  // Touches no GPU until runAutotune asks for the GPUs, which it never does for help or bad flags.
+  const gpu = createGpuDeps();
   // Silent here: runAutotune reads it again and says what is wrong with it.
   const quiet = parsed?.quiet === true || quietRequested(env, () => {});
   const store = userProfileStore(env, (line) => {

@@ -3,7 +3,7 @@
  * name (`bf16:512+64`, `bf16:512+64:fp8_ds_mla`), checked into what the tuner takes.
  */
 import { exitStatusHelp, parseFlags, UsageError } from "./usage.ts";
-import { parseLayoutSpec as parseSpec, ROW_DTYPES, type LayoutSpec } from "../autotune/autotune.ts";
+import { locWidths, parseLayoutSpec as parseSpec, ROW_DTYPES, type LayoutSpec } from "../autotune/autotune.ts";
 import { bucketN, LAST_BUCKET, QUANTIZED_FORMATS } from "../src/vocabulary.ts";
 
 /** What the command tunes unless --layout says: the copies and caches engines write today. */
@@ -111,11 +111,8 @@ export function parseCli(argv: readonly string[]): CliOptions {
   const layouts = specs.map(parseLayoutSpec);
 
   const loc = once("loc", values.loc as string[] | undefined) ?? "both";
-  let locs: Array<4 | 8>;
-  if (loc === "i32") locs = [4];
-  else if (loc === "i64") locs = [8];
-  else if (loc === "both") locs = [4, 8];
-  else throw new UsageError(`--loc ${JSON.stringify(loc)} is not i32, i64 or both`);
+  const locs = locWidths(loc);
+  if (locs === undefined) throw new UsageError(`--loc ${JSON.stringify(loc)} is not i32, i64 or both`);
 
   let devices: number[] | null = null;
   if (values.device !== undefined) {

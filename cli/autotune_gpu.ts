@@ -6,12 +6,9 @@
 import { MlaKvError } from "../ffi/errors.ts";
 import { deviceCount, deviceInfo } from "../src/device.ts";
 import type { WriteLayout } from "../src/layout_key.ts";
-import { bucketOf } from "../src/vocabulary.ts";
 import { gpuIdentity } from "../autotune/identity.ts";
-import { createMeasurer, type Measurer } from "../autotune/measure.ts";
 import type { GpuIdentity } from "../autotune/profile.ts";
-import type { TuneOptions } from "../autotune/search.ts";
-import { tuningSpace } from "../autotune/tune.ts";
+import { deviceTuner, type DeviceTuner } from "../autotune/tune.ts";
 import { firstLine } from "./usage.ts";
 
 export interface GpuInfo {
@@ -22,7 +19,7 @@ export interface GpuInfo {
 }
 
 /** What a tune of one layout on one GPU runs on: the timing, the designs that can run, PDL, buckets. */
-export type Tuner = Pick<TuneOptions, "measure" | "paths" | "allowed" | "pdl" | "maxBucket">;
+export type Tuner = Omit<DeviceTuner, "free">;
 
 /** Why no GPU can be used: `noGpu` when the library works but finds none (no driver, no device). */
 export interface NoGpus {
@@ -41,8 +38,8 @@ export interface GpuSide {
 /** This machine's GPUs, timed through the loaded library. */
 export function createGpuDeps(): GpuSide {
   // One layout's scratch buffers (sized from free memory, up to 1.5 GiB) at a time: the next
-  // layout's measurer frees the previous one's.
-  let current: Measurer | undefined;
+  // layout's tuner frees the previous one's.
+  let current: DeviceTuner | undefined;
   process.once("exit", () => current?.free());
   return {
     gpus(): GpuInfo[] | NoGpus {
@@ -62,19 +59,8 @@ export function createGpuDeps(): GpuSide {
     tunerFor(device, layout) {
       current?.free();
       current = undefined;
-      const measurer = createMeasurer(device, layout);
-      current = measurer;
-      return { ...tuningSpace(device, layout), measure: measurer.measure, pdl: measurer.pdl, maxBucket: bucketOf(measurer.scratch.maxN) };
-    },
-  };
-}
-
-/** A GPU side that has no GPU, for runs that need none (help, bad flags). */
-export function noGpu(reason: string): GpuSide {
-  return {
-    gpus: () => ({ error: reason }),
-    tunerFor: () => {
-      throw new Error(reason);
+      current = deviceTuner(device, layout);
+      return current;
     },
   };
 }

@@ -2,9 +2,9 @@
  * What one run of `bun run autotune` tunes: the GPUs (one per distinct setup) and the layout keys
  * (one per distinct row size), each a tune unless a profile is stored already.
  */
-import { layoutOfSpec, specName } from "../autotune/autotune.ts";
+import { specLayouts, specName } from "../autotune/autotune.ts";
 import { identityKey } from "../autotune/profile.ts";
-import { layoutKey, layoutRowBytes, type WriteLayout } from "../src/layout_key.ts";
+import { layoutRowBytes, type WriteLayout } from "../src/layout_key.ts";
 import { locName, type CliOptions } from "./autotune_flags.ts";
 import type { GpuInfo } from "./autotune_gpu.ts";
 
@@ -17,19 +17,13 @@ export interface LayoutJob {
 }
 
 export function layoutJobs(opts: CliOptions): LayoutJob[] {
-  const jobs: LayoutJob[] = [];
-  for (const locBytes of opts.locs) {
-    for (const s of opts.layouts) {
-      const layout = layoutOfSpec(s, locBytes);
-      const key = layoutKey(layout);
-      const name = specName(s);
-      const job = jobs.find((j) => j.key === key);
-      if (job === undefined) {
-        jobs.push({ key, layout, names: [name], rowBytes: layoutRowBytes(layout) });
-      } else if (!job.names.includes(name)) job.names.push(name);
-    }
-  }
-  return jobs;
+  // Spread first: a layout's specs are all there only once the iteration has ended.
+  return [...specLayouts(opts.layouts, opts.locs)].map(({ key, layout, specs }) => ({
+    key,
+    layout,
+    names: [...new Set(specs.map(specName))],
+    rowBytes: layoutRowBytes(layout),
+  }));
 }
 
 /** How the output names a job: `bf16:512+64 = fp16:512+64, i64 loc`. */

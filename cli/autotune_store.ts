@@ -3,10 +3,10 @@
  */
 import { dirname } from "node:path";
 import { cacheDir, profilePath, type Env } from "../autotune/cache_dir.ts";
-import { LockTimeoutError, withLock } from "../autotune/lock.ts";
-import { DEFAULT_TUNE_LOCK, ProfileLookup, tuneLockTarget } from "../autotune/lookup.ts";
+import { LockTimeoutError } from "../autotune/lock.ts";
+import { DEFAULT_TUNE_LOCK, ProfileLookup, tuneLockTarget, withTuneLock } from "../autotune/lookup.ts";
 import { makeProfile, type GpuIdentity, type LayoutProfile } from "../autotune/profile.ts";
-import { ensureDir, writeProfileFile } from "../autotune/store.ts";
+import { writeProfileFile } from "../autotune/store.ts";
 import { firstLine } from "./usage.ts";
 
 export interface ProfileStore {
@@ -49,16 +49,7 @@ export function userProfileStore(
     whileTuning<T>(identity: GpuIdentity, key: string, fn: () => T): T {
       const path = fileFor(identity);
       // Without a dir there is no lock file; the save will say why.
-      if (ensureDir(dirname(path)) !== null) return fn();
-      const target = tuneLockTarget(path, key);
-      let entered = false;
-      try {
-        return withLock(target, { ...TUNE_LOCK, pollMs: 50 }, () => {
-          entered = true;
-          return fn();
-        });
-      } catch (e) {
-        if (entered) throw e;
+      return withTuneLock(dirname(path), tuneLockTarget(path, key), { ...TUNE_LOCK, pollMs: 50 }, fn, (e) => {
         // The lock only keeps tunes apart; failing to get it is no reason not to tune.
         warn(
           e instanceof LockTimeoutError
@@ -66,7 +57,7 @@ export function userProfileStore(
             : `mla-kv: cannot take the tuning lock for ${key} (${firstLine(e)}); tuning anyway`,
         );
         return fn();
-      }
+      });
     },
   };
 }

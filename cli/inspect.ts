@@ -6,14 +6,14 @@
  *
  *   bun run inspect [--json]
  */
-import { join } from "node:path";
 import { MlaKvError } from "../ffi/errors.ts";
 import { libraryInfo } from "../ffi/native.ts";
+import { PACKAGE_VERSION } from "../ffi/package_root.ts";
 import { deviceCount, deviceInfo, supportsPath } from "../src/device.ts";
 import { cacheDir, cacheDirProblem, profilePath, type Env } from "../autotune/cache_dir.ts";
-import { gpuIdentity, PACKAGE_VERSION } from "../autotune/identity.ts";
+import { gpuIdentity } from "../autotune/identity.ts";
 import { autotuneEnabled, BUNDLED_PROFILES_DIR } from "../autotune/lookup.ts";
-import { identityKey, type Profile } from "../autotune/profile.ts";
+import type { Profile } from "../autotune/profile.ts";
 import { winnersLine } from "./autotune_report.ts";
 import { readProfileFile } from "../autotune/store.ts";
 import { EXIT, exitStatusHelp, firstLine, parseFlags, UsageError } from "./usage.ts";
@@ -48,7 +48,7 @@ function profileFor(device: number, dir: string, env: Env): ProfileReport {
   const user = profilePath(dir, identity);
   const mine = readProfileFile(user, identity);
   if (mine.ok) return { source: "user", path: user, ...summarise(mine.profile) };
-  const bundled = join(BUNDLED_PROFILES_DIR, `${identityKey(identity)}.json`);
+  const bundled = profilePath(BUNDLED_PROFILES_DIR, identity);
   const shipped = readProfileFile(bundled, identity);
   if (shipped.ok) return { source: "bundled", path: bundled, ...summarise(shipped.profile) };
   return { source: "none", path: null, note: whatFirstUseDoes(mine.ok || mine.reason === "missing" ? null : `${mine.reason}: ${mine.detail}`, dir, env) };

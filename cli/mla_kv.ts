@@ -4,7 +4,7 @@
  *   inspect    the library, the GPUs and their profiles (cli/inspect.ts)
  *   autotune   tune this machine's GPUs by hand (cli/autotune.ts)
  */
-import { PACKAGE_VERSION } from "../autotune/identity.ts";
+import { PACKAGE_VERSION } from "../ffi/package_root.ts";
 import { EXIT } from "./usage.ts";
 
 export const USAGE = `Usage: mla-kv <command> [flags]

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "bun:test";
 import { USAGE } from "../../cli/mla_kv.ts";
-import { PACKAGE_VERSION } from "../../autotune/identity.ts";
+import { PACKAGE_VERSION } from "../../ffi/package_root.ts";
 import { describeRun, expectHelp, expectUsageError, runCommand } from "../helpers/commands.ts";
 
 describe("the mla-kv command", () => {
